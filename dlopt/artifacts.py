@@ -1,0 +1,218 @@
+"""Artifacts: a model file plus its manifest (a JSON sidecar), written atomically.
+
+Every step of dlopt writes new artifacts and never changes its inputs. The manifest records
+what the file is, where it came from (parent, recipe, command) and the tools that made it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from dlopt import __version__
+from dlopt.errors import ArtifactError
+
+MANIFEST_SUFFIX = ".dlopt.json"
+MANIFEST_SCHEMA_VERSION = 1
+_TRACKED_TOOLS = (
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+    "openvino",
+    "nncf",
+    "torch-pruning",
+    "numpy",
+)
+# The ISA features that decide which kernels (and so which speedups) a CPU gets.
+_ISA_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+)
+
+
+@dataclass
+class Manifest:
+    """What an artifact is and how it was made (the JSON sidecar next to the model file)."""
+
+    format: str
+    file: str
+    precision: str = "fp32"
+    status: str = "ok"
+    sha256: str = ""
+    size_bytes: int = 0
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    opset: int | None = None
+    source: dict[str, Any] = field(default_factory=dict)
+    parent: dict[str, Any] | None = None
+    recipe: dict[str, Any] = field(default_factory=dict)
+    checks: dict[str, Any] = field(default_factory=dict)
+    command: list[str] = field(default_factory=lambda: list(sys.argv))
+    created_utc: str = field(
+        default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    )
+    tool_versions: dict[str, str] = field(default_factory=lambda: tool_versions())
+    cpu: dict[str, Any] = field(default_factory=lambda: cpu_info())
+    schema_version: int = MANIFEST_SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
+
+
+def manifest_path(artifact_path: Path) -> Path:
+    """`model.onnx` -> `model.onnx.dlopt.json`."""
+    return artifact_path.with_name(artifact_path.name + MANIFEST_SUFFIX)
+
+
+def read_manifest(artifact_path: Path) -> dict[str, Any] | None:
+    """The artifact's manifest as a dict, or None when it has none."""
+    path = manifest_path(artifact_path)
+    if not path.is_file():
+        return None
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ArtifactError(
+            f"cannot read manifest {path}: {error}", "delete it or re-create the artifact"
+        ) from error
+    return data
+
+
+def write_manifest(artifact_path: Path, manifest: Manifest) -> Path:
+    """Fill in the file's hash and size, then write the sidecar atomically."""
+    manifest.sha256 = sha256_file(artifact_path)
+    manifest.size_bytes = artifact_size_bytes(artifact_path)
+    path = manifest_path(artifact_path)
+    atomic_write_text(path, manifest.to_json())
+    return path
+
+
+def artifact_size_bytes(artifact_path: Path) -> int:
+    """Size on disk, with the files that belong to the model (ONNX external data, IR .bin)."""
+    total = artifact_path.stat().st_size
+    for companion in (
+        artifact_path.with_name(artifact_path.name + ".data"),
+        artifact_path.with_suffix(".bin") if artifact_path.suffix == ".xml" else None,
+    ):
+        if companion is not None and companion.is_file():
+            total += companion.stat().st_size
+    return total
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a text file so that readers see the old file or the whole new one, never half."""
+    with atomic_output(path) as temporary:
+        temporary.write_text(text)
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success rename it over `path`, else delete it."""
+    ensure_writable_dir(path.parent)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def staging_dir(final_dir: Path) -> Iterator[Path]:
+    """A temporary folder beside `final_dir` for multi-file outputs; removed afterwards."""
+    ensure_writable_dir(final_dir)
+    temporary = Path(tempfile.mkdtemp(prefix=".dlopt-staging-", dir=final_dir))
+    try:
+        yield temporary
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+def ensure_writable_dir(directory: Path) -> None:
+    """Create `directory` if needed; raise ArtifactError when it cannot be written."""
+    if directory.exists() and not directory.is_dir():
+        raise ArtifactError(
+            f"output path {directory} exists and is not a folder", "choose another output folder"
+        )
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ArtifactError(
+            f"cannot create output folder {directory}: {error.strerror}",
+            "choose a folder you can write to (-o)",
+        ) from error
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ArtifactError(
+            f"output folder {directory} is not writable", "choose a folder you can write to (-o)"
+        )
+
+
+def tool_versions() -> dict[str, str]:
+    """Installed versions of dlopt and the tools whose behaviour decides the results."""
+    versions = {"dlopt": __version__, "python": platform.python_version()}
+    for name in _TRACKED_TOOLS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def cpu_info() -> dict[str, Any]:
+    """The CPU model, core count and the ISA flags that matter for kernels."""
+    info: dict[str, Any] = {
+        "machine": platform.machine(),
+        "model": platform.processor() or "unknown",
+        "logical_cores": os.cpu_count(),
+        "isa_flags": [],
+    }
+    with contextlib.suppress(OSError):
+        text = Path("/proc/cpuinfo").read_text()
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                info["model"] = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                info["isa_flags"] = [flag for flag in _ISA_FLAGS if flag in flags]
+                break
+    return info

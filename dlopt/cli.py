@@ -1,0 +1,43 @@
+"""The `dlopt` command line. Each command lives in `dlopt/commands/`; heavy imports stay inside
+the command functions so that `dlopt --help` answers at once."""
+
+from __future__ import annotations
+
+import typer
+
+from dlopt import __version__
+from dlopt.commands import export as export_command
+
+app = typer.Typer(
+    name="dlopt",
+    help="Export, quantize, prune, build and benchmark trained models, and gate releases on "
+    "accuracy and speed.\n\nExit codes: 0 ok, 1 gate failed, 2 usage/input error, "
+    "3 inconclusive (rerun), 4 internal error.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"dlopt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """dlopt: deployment optimization for trained models."""
+
+
+app.command("export", epilog=export_command.EXAMPLES)(export_command.export)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,1 @@
+"""One module per CLI command: parse arguments, call one library function, print."""

@@ -1,0 +1,89 @@
+"""Shared option types and the error handling every command uses."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from dlopt.errors import DloptError, ExitCode
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SourceArg = Annotated[
+    str,
+    typer.Argument(
+        help="The model: path/to/model.py:factory, package.module:factory, a TorchScript file, "
+        "a .pt2 ExportedProgram, or an .onnx file where the command takes ONNX.",
+        show_default=False,
+    ),
+]
+WeightsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--weights",
+        "-w",
+        help="State dict for a factory source (.pt/.pth/.bin via torch.load(weights_only=True), "
+        "or .safetensors).",
+    ),
+]
+InputOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--input",
+        "-i",
+        help="Input spec NAME:DIMS[:DTYPE[:LOW..HIGH]], repeatable, e.g. image:batch=1x3x224x224 "
+        "or input_ids:batch=1xseq=64:int64:0..999. Default: the model file's DLOPT_INPUTS.",
+        show_default=False,
+    ),
+]
+TrustPickleOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust-pickle",
+        help="Allow weights pickles that hold more than tensors. Unpickling runs code: only for "
+        "files you trust.",
+    ),
+]
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("DLOPT_DEBUG", "") not in ("", "0", "false", "no")
+
+
+def report_errors(command: F) -> F:
+    """Turn DloptErrors into one line on stderr and exit 2; other exceptions exit 4.
+
+    Typer's own usage errors keep Typer's handling (also exit 2).
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, typer.BadParameter):
+            raise
+        except DloptError as error:
+            if debug_enabled():
+                traceback.print_exc()
+            suffix = "" if debug_enabled() else " (set DLOPT_DEBUG=1 for the traceback)"
+            print(f"error: {error.one_line()}{suffix}", file=sys.stderr)
+            raise typer.Exit(int(error.exit_code)) from None
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            raise typer.Exit(130) from None
+        except Exception:
+            traceback.print_exc()
+            print(
+                "internal error: this is a bug in dlopt; please report it with the traceback above",
+                file=sys.stderr,
+            )
+            raise typer.Exit(int(ExitCode.INTERNAL_ERROR)) from None
+
+    return wrapper  # type: ignore[return-value]

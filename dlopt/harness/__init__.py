@@ -1,0 +1,1 @@
+"""Measuring: latency, memory, metrics (drift and task metrics) and the isolated worker."""

@@ -1,0 +1,77 @@
+"""Drift metrics: how far a variant's outputs are from the FP32 reference outputs.
+
+Written by hand because they are one line of numpy each and no maintained library offers this
+set (cosine, relative L2, SQNR) on raw arrays without pulling in a framework.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Drift:
+    """Element-wise drift of one output against its reference."""
+
+    max_abs_error: float
+    mean_abs_error: float
+    relative_l2_error: float
+    cosine: float
+    sqnr_db: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def drift(candidate: np.ndarray, reference: np.ndarray) -> Drift:
+    """Drift of `candidate` against `reference` (same shape; compared in float64)."""
+    if candidate.shape != reference.shape:
+        raise ValueError(f"shape {candidate.shape} differs from reference {reference.shape}")
+    a = np.asarray(candidate, dtype=np.float64).ravel()
+    b = np.asarray(reference, dtype=np.float64).ravel()
+    if a.size == 0:
+        return Drift(0.0, 0.0, 0.0, 1.0, math.inf)
+    error = a - b
+    abs_error = np.abs(error)
+    noise = float(np.dot(error, error))
+    signal = float(np.dot(b, b))
+    return Drift(
+        max_abs_error=float(abs_error.max()),
+        mean_abs_error=float(abs_error.mean()),
+        relative_l2_error=_ratio(math.sqrt(noise), math.sqrt(signal)),
+        cosine=cosine_similarity(a, b),
+        sqnr_db=math.inf
+        if noise == 0
+        else (10 * math.log10(signal / noise) if signal > 0 else -math.inf),
+    )
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine of the angle between two flattened arrays; 1.0 for two zero arrays."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    norms = float(np.linalg.norm(a) * np.linalg.norm(b))
+    if norms == 0:
+        return 1.0 if not a.any() and not b.any() else 0.0
+    return float(np.clip(np.dot(a, b) / norms, -1.0, 1.0))
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    if denominator == 0:
+        return 0.0 if numerator == 0 else math.inf
+    return numerator / denominator
+
+
+def within_tolerance(
+    candidate: np.ndarray, reference: np.ndarray, atol: float, rtol: float
+) -> bool:
+    """numpy's allclose rule (|a - b| <= atol + rtol * |b|), with NaN never close."""
+    if candidate.shape != reference.shape:
+        return False
+    if candidate.dtype.kind in "biu" and reference.dtype.kind in "biu":
+        return bool(np.array_equal(candidate, reference))
+    return bool(np.allclose(candidate, reference, atol=atol, rtol=rtol, equal_nan=False))

@@ -1,0 +1,1 @@
+"""Optimization steps: artifact in, artifact out (export, quantize, prune)."""
