@@ -170,7 +170,8 @@ def load_torch_model(
                 "drop --weights, or give a model.py:factory source",
             )
         weights_sha256 = load_weights(module, weights, allow_pickle=allow_pickle)
-    module.eval()
+    if ref.kind != "exported_program":  # an ExportedProgram's module refuses eval(); it is frozen
+        module.eval()
     return LoadedModel(module, ref, default_inputs, weights_sha256)
 
 

@@ -21,6 +21,8 @@ from dlopt.specs import TensorSpec
 
 def accepts_keywords(module: torch.nn.Module, names: Sequence[str]) -> bool:
     """True when every input name is a parameter of `module.forward` (so call by keyword)."""
+    if isinstance(module, torch.fx.GraphModule):
+        return False  # an ExportedProgram's module names its parameters but takes them in order
     try:
         parameters = inspect.signature(module.forward).parameters
     except (TypeError, ValueError):
@@ -38,6 +40,9 @@ class FlatIOModule(torch.nn.Module):
         self.model = model
         self.input_names = list(input_names)
         self.by_keyword = accepts_keywords(model, input_names)
+        # Not .eval(): the model is already in eval mode, and an ExportedProgram's module
+        # refuses train()/eval() calls.
+        self.training = False
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if self.by_keyword:

@@ -148,7 +148,7 @@ def _export_onnx(
 
     from dlopt.torch_io import FlatIOModule, to_tensors
 
-    wrapper = FlatIOModule(loaded.module, [spec.name for spec in specs]).eval()
+    wrapper = FlatIOModule(loaded.module, [spec.name for spec in specs])
     # torch.export specializes dynamic axes whose example size is 0 or 1; trace with >= 2.
     trace_sizes = {dim.axis: max(2, dim.size) for spec in specs for dim in spec.dims if dim.axis}
     example = to_tensors(random_feed(specs, trace_sizes, seed=options.seed), specs)
@@ -319,7 +319,7 @@ def _export_torchscript(
                 if options.torchscript_mode == "script":
                     scripted = torch.jit.script(loaded.module)
                 else:
-                    wrapper = FlatIOModule(loaded.module, [spec.name for spec in specs]).eval()
+                    wrapper = FlatIOModule(loaded.module, [spec.name for spec in specs])
                     example = to_tensors(random_feed(specs, seed=options.seed), specs)
                     scripted = torch.jit.trace(wrapper, example, check_trace=False)
                 torch.jit.save(scripted, str(staged))

@@ -130,3 +130,24 @@ def test_torchscript_output_matches_torch(tmp_path: Path) -> None:
         rtol=1e-5,
         atol=1e-6,
     )
+
+
+def test_exported_program_source_exports_with_parity(tmp_path: Path) -> None:
+    import torch
+
+    from dlopt.sources import load_torch_model
+
+    model = load_torch_model(f"{TINY}:two_input_net").module
+    feed = random_feed(parse_input_specs(TWO_INPUTS))
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq")
+    program = torch.export.export(
+        model,
+        (torch.from_numpy(feed["input_ids"]), torch.from_numpy(feed["attention_mask"])),
+        dynamic_shapes=({0: batch, 1: seq}, {0: batch, 1: seq}),
+    )
+    torch.export.save(program, str(tmp_path / "model.pt2"))
+
+    results = export_model(str(tmp_path / "model.pt2"), tmp_path / "out", TWO_INPUTS)
+
+    assert all(result.parity.passed for result in results)
+    assert (tmp_path / "out" / "model.onnx").is_file() and (tmp_path / "out" / "model.ts").is_file()
