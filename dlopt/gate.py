@@ -67,13 +67,25 @@ def _missing(value: float | None) -> bool:
 
 
 def judge_at_most(
-    variant: str, backend: str, gate: str, measured: float | None, limit: float,
+    variant: str,
+    backend: str,
+    gate: str,
+    measured: float | None,
+    limit: float,
     interval: Interval | None = None,
 ) -> GateResult:
     """Pass when measured <= limit (point estimate); fail closed when missing or NaN."""
     if _missing(measured):
-        return GateResult(variant, backend, gate, Verdict.FAIL, None, limit, interval,
-                          "no measurement (missing, crashed or NaN): fails closed")
+        return GateResult(
+            variant,
+            backend,
+            gate,
+            Verdict.FAIL,
+            None,
+            limit,
+            interval,
+            "no measurement (missing, crashed or NaN): fails closed",
+        )
     assert measured is not None
     verdict = Verdict.PASS if measured <= limit else Verdict.FAIL
     reason = "" if verdict is Verdict.PASS else f"{measured:.6g} > {limit:g}"
@@ -81,13 +93,25 @@ def judge_at_most(
 
 
 def judge_at_least(
-    variant: str, backend: str, gate: str, measured: float | None, limit: float,
+    variant: str,
+    backend: str,
+    gate: str,
+    measured: float | None,
+    limit: float,
     interval: Interval | None = None,
 ) -> GateResult:
     """Pass when measured >= limit (point estimate); fail closed when missing or NaN."""
     if _missing(measured):
-        return GateResult(variant, backend, gate, Verdict.FAIL, None, limit, interval,
-                          "no measurement (missing, crashed or NaN): fails closed")
+        return GateResult(
+            variant,
+            backend,
+            gate,
+            Verdict.FAIL,
+            None,
+            limit,
+            interval,
+            "no measurement (missing, crashed or NaN): fails closed",
+        )
     assert measured is not None
     verdict = Verdict.PASS if measured >= limit else Verdict.FAIL
     reason = "" if verdict is Verdict.PASS else f"{measured:.6g} < {limit:g}"
@@ -95,39 +119,91 @@ def judge_at_least(
 
 
 def judge_interval_at_least(
-    variant: str, backend: str, gate: str, measured: float | None,
-    interval: Interval | None, limit: float,
+    variant: str,
+    backend: str,
+    gate: str,
+    measured: float | None,
+    interval: Interval | None,
+    limit: float,
 ) -> GateResult:
     """Noise-aware `>= limit`: by where the whole interval lies (e.g. speedup >= 2)."""
     if _missing(measured) or interval is None or _missing(interval.low) or _missing(interval.high):
-        return GateResult(variant, backend, gate, Verdict.FAIL, None, limit, interval,
-                          "no measurement or interval (missing, crashed or NaN): fails closed")
+        return GateResult(
+            variant,
+            backend,
+            gate,
+            Verdict.FAIL,
+            None,
+            limit,
+            interval,
+            "no measurement or interval (missing, crashed or NaN): fails closed",
+        )
     if interval.low >= limit:
         return GateResult(variant, backend, gate, Verdict.PASS, measured, limit, interval)
     if interval.high < limit:
-        return GateResult(variant, backend, gate, Verdict.FAIL, measured, limit, interval,
-                          f"whole interval [{interval.low:.4g}, {interval.high:.4g}] < {limit:g}")
+        return GateResult(
+            variant,
+            backend,
+            gate,
+            Verdict.FAIL,
+            measured,
+            limit,
+            interval,
+            f"whole interval [{interval.low:.4g}, {interval.high:.4g}] < {limit:g}",
+        )
     return GateResult(
-        variant, backend, gate, Verdict.INCONCLUSIVE, measured, limit, interval,
+        variant,
+        backend,
+        gate,
+        Verdict.INCONCLUSIVE,
+        measured,
+        limit,
+        interval,
         f"interval [{interval.low:.4g}, {interval.high:.4g}] straddles {limit:g}: too noisy, rerun",
     )
 
 
 def judge_interval_at_most(
-    variant: str, backend: str, gate: str, measured: float | None,
-    interval: Interval | None, limit: float,
+    variant: str,
+    backend: str,
+    gate: str,
+    measured: float | None,
+    interval: Interval | None,
+    limit: float,
 ) -> GateResult:
     """Noise-aware `<= limit`: by where the whole interval lies (e.g. latency ratio <= 1.1)."""
     if _missing(measured) or interval is None or _missing(interval.low) or _missing(interval.high):
-        return GateResult(variant, backend, gate, Verdict.FAIL, None, limit, interval,
-                          "no measurement or interval (missing, crashed or NaN): fails closed")
+        return GateResult(
+            variant,
+            backend,
+            gate,
+            Verdict.FAIL,
+            None,
+            limit,
+            interval,
+            "no measurement or interval (missing, crashed or NaN): fails closed",
+        )
     if interval.high <= limit:
         return GateResult(variant, backend, gate, Verdict.PASS, measured, limit, interval)
     if interval.low > limit:
-        return GateResult(variant, backend, gate, Verdict.FAIL, measured, limit, interval,
-                          f"whole interval [{interval.low:.4g}, {interval.high:.4g}] > {limit:g}")
+        return GateResult(
+            variant,
+            backend,
+            gate,
+            Verdict.FAIL,
+            measured,
+            limit,
+            interval,
+            f"whole interval [{interval.low:.4g}, {interval.high:.4g}] > {limit:g}",
+        )
     return GateResult(
-        variant, backend, gate, Verdict.INCONCLUSIVE, measured, limit, interval,
+        variant,
+        backend,
+        gate,
+        Verdict.INCONCLUSIVE,
+        measured,
+        limit,
+        interval,
         f"interval [{interval.low:.4g}, {interval.high:.4g}] straddles {limit:g}: too noisy, rerun",
     )
 

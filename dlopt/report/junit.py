@@ -1,0 +1,57 @@
+"""JUnit XML: one test case per variant x backend x gate, so CI systems list each gate."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ElementTree
+from typing import Any
+
+from dlopt.report.format import fmt_interval, fmt_number
+
+
+def render_junit(report: dict[str, Any]) -> str:
+    """JUnit XML text; failures carry the measured value and the threshold."""
+    gates = report.get("gates", [])
+    counts = {
+        verdict: sum(1 for g in gates if g["verdict"] == verdict)
+        for verdict in ("fail", "inconclusive", "skipped")
+    }
+    suites = ElementTree.Element("testsuites", name="dlopt gate")
+    suite = ElementTree.SubElement(
+        suites,
+        "testsuite",
+        name="dlopt gate",
+        tests=str(len(gates)),
+        failures=str(counts["fail"]),
+        errors=str(counts["inconclusive"]),
+        skipped=str(counts["skipped"]),
+        timestamp=str(report.get("created_utc", "")),
+    )
+    for gate in gates:
+        case = ElementTree.SubElement(
+            suite, "testcase", classname=f"{gate['variant']}.{gate['backend']}", name=gate["gate"]
+        )
+        detail = (
+            f"measured {fmt_number(gate.get('measured'))}, threshold "
+            f"{fmt_number(gate.get('threshold'))} {fmt_interval(gate.get('interval'))}".rstrip()
+        )
+        reason = gate.get("reason") or ""
+        if gate["verdict"] == "fail":
+            element = ElementTree.SubElement(
+                case, "failure", type="gate_failed", message=f"{detail}: {reason}".rstrip(": ")
+            )
+            element.text = reason
+        elif gate["verdict"] == "inconclusive":
+            element = ElementTree.SubElement(
+                case, "error", type="inconclusive", message=f"{detail}: {reason}".rstrip(": ")
+            )
+            element.text = "too noisy to judge; rerun"
+        elif gate["verdict"] == "skipped":
+            ElementTree.SubElement(case, "skipped", message=reason)
+        else:
+            ElementTree.SubElement(case, "system-out").text = detail
+    ElementTree.indent(suites)
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        + ElementTree.tostring(suites, encoding="unicode")
+        + "\n"
+    )
