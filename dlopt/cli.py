@@ -7,6 +7,7 @@ import typer
 
 from dlopt import __version__
 from dlopt.commands import export as export_command
+from dlopt.commands import report as report_command
 
 app = typer.Typer(
     name="dlopt",
@@ -36,6 +37,7 @@ def _root(
 
 
 app.command("export", epilog=export_command.EXAMPLES)(export_command.export)
+app.command("report", epilog=report_command.EXAMPLES)(report_command.report)
 
 
 def main() -> None:
