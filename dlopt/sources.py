@@ -63,7 +63,12 @@ def parse_source(text: str) -> SourceRef:
     """Recognise the kind of a model source; raises SourceError when it does not exist."""
     candidate = Path(text)
     if candidate.exists():
-        return SourceRef(detect_file_format(candidate), text, path=candidate)
+        kind = detect_file_format(candidate)
+        if kind == "onnx":
+            from dlopt.onnx_safety import check_external_data_paths
+
+            check_external_data_paths(candidate)
+        return SourceRef(kind, text, path=candidate)
     match = _REFERENCE.match(text)
     if match is None:
         raise SourceError(f"model source {text!r} is not a file", f"check the path; {FACTORY_HELP}")
