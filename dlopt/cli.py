@@ -6,6 +6,8 @@ from __future__ import annotations
 import typer
 
 from dlopt import __version__
+from dlopt.commands import backends as backends_command
+from dlopt.commands import bench as bench_command
 from dlopt.commands import export as export_command
 from dlopt.commands import report as report_command
 
@@ -37,6 +39,8 @@ def _root(
 
 
 app.command("export", epilog=export_command.EXAMPLES)(export_command.export)
+app.command("bench", epilog=bench_command.EXAMPLES)(bench_command.bench)
+app.command("backends", epilog=backends_command.EXAMPLES)(backends_command.backends)
 app.command("report", epilog=report_command.EXAMPLES)(report_command.report)
 
 

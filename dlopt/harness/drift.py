@@ -75,3 +75,22 @@ def within_tolerance(
     if candidate.dtype.kind in "biu" and reference.dtype.kind in "biu":
         return bool(np.array_equal(candidate, reference))
     return bool(np.allclose(candidate, reference, atol=atol, rtol=rtol, equal_nan=False))
+
+
+def top1_agreement(candidate_logits: np.ndarray, reference_logits: np.ndarray) -> float:
+    """Share of samples whose arg-max class is the same in both ([N, C] logits)."""
+    same = np.argmax(candidate_logits, axis=-1) == np.argmax(reference_logits, axis=-1)
+    return float(same.mean()) if same.size else 1.0
+
+
+def softmax_kl_divergence(candidate_logits: np.ndarray, reference_logits: np.ndarray) -> float:
+    """Mean KL(reference || candidate) of the softmax over the last axis, in nats."""
+    log_p = _log_softmax(np.asarray(reference_logits, dtype=np.float64))
+    log_q = _log_softmax(np.asarray(candidate_logits, dtype=np.float64))
+    kl = (np.exp(log_p) * (log_p - log_q)).sum(axis=-1)
+    return float(max(kl.mean(), 0.0)) if kl.size else 0.0
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return np.asarray(shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True)))

@@ -1,0 +1,162 @@
+"""`dlopt bench`: latency, memory, drift and task metrics per (model, backend) pair."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from dlopt.commands._common import report_errors
+
+if TYPE_CHECKING:
+    from dlopt.harness.bench import BenchReport
+
+EXAMPLES = """\
+Examples:
+
+  dlopt bench out/digits_cnn/model.onnx --backend onnxruntime --backend openvino \\
+      --data sample:digits_cnn --batch-size 1 --min-time 5 --json reports/bench.json
+
+  dlopt bench out/q/model.int8.onnx --reference out/digits_cnn/model.onnx \\
+      --backend onnxruntime --data eval.npz --iterations 1000 --md reports/bench.md
+
+  dlopt bench models/digits_cnn/model.py:create_model -w models/digits_cnn/weights.pt \\
+      --backend torch --threads 2
+
+A failed row (the worker crashed, ran out of memory or timed out) is printed in red and recorded
+in the reports; it does not by itself make the command fail (exit 0). Bad input exits 2.
+"""
+
+
+@report_errors
+def bench(
+    models: Annotated[
+        list[str],
+        typer.Argument(
+            help="Models: .onnx, OpenVINO .xml, TorchScript, or model.py:factory (torch).",
+            show_default=False,
+        ),
+    ],
+    backend: Annotated[
+        list[str] | None,
+        typer.Option("--backend", "-b", help="Backend, repeatable (see `dlopt backends`)."),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            "-d",
+            help="Evaluation data: .npz, folder of .npy, file.py:function, sample:NAME[:SPLIT], "
+            "or synthetic (default: synthetic random inputs, latency and drift only).",
+        ),
+    ] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option(help="The FP32 model whose outputs and latency the others are compared to."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per inference.")] = 1,
+    threads: Annotated[
+        int | None, typer.Option(help="Threads per backend (default: all cores).")
+    ] = None,
+    iterations: Annotated[
+        int | None, typer.Option(help="Timed runs per model (instead of --min-time).")
+    ] = None,
+    min_time: Annotated[
+        float | None,
+        typer.Option("--min-time", help="Seconds of timed runs per backend (default 2)."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Evaluate on at most this many samples.")
+    ] = None,
+    precision_hint: Annotated[
+        str | None,
+        typer.Option(help="OpenVINO INFERENCE_PRECISION_HINT: f32 (default), bf16 or f16."),
+    ] = None,
+    weights: Annotated[
+        Path | None, typer.Option("--weights", "-w", help="State dict for factory sources.")
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds before a worker is killed and its row fails.")
+    ] = 900.0,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the JSON report.")] = None,
+    md_path: Annotated[Path | None, typer.Option("--md", help="Write a Markdown table.")] = None,
+    output_dir: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder for worker jobs, logs and outputs.")
+    ] = Path("reports/bench"),
+    seed: Annotated[int, typer.Option(help="Seed of synthetic data.")] = 0,
+) -> None:
+    """Measure each model on each backend, each pair in a fresh worker process.
+
+    Reports load and first-inference time apart from latency (p50/p90/p95/p99, bootstrap
+    interval of the median, throughput), peak memory by phase, size on disk, and, against
+    --reference, drift per output and task metrics when the data has labels. Models on the
+    same backend are timed interleaved (A B A B ...) and their ratio to the reference has a
+    bootstrap interval.
+    """
+    from rich.console import Console
+
+    from dlopt.errors import ConfigError
+    from dlopt.harness.bench import BenchSettings, run_bench
+    from dlopt.harness.bench_report import render_markdown, write_json
+
+    if iterations is not None and min_time is not None:
+        raise ConfigError("both --iterations and --min-time given", "give one of them")
+    settings = BenchSettings(
+        backends=tuple(backend or ["onnxruntime"]),
+        data=data,
+        reference=reference,
+        batch_size=batch_size,
+        threads=threads,
+        iterations=iterations,
+        min_time_s=min_time if min_time is not None else 2.0,
+        eval_limit=limit,
+        precision_hint=precision_hint,
+        weights=str(weights) if weights else None,
+        timeout_s=timeout,
+        seed=seed,
+    )
+    console = Console(stderr=True)
+    with console.status("benchmarking") as status:
+        report = run_bench(models, settings, output_dir, progress=status.update)
+    Console().print(bench_table(report))
+    if json_path is not None:
+        write_json(report, json_path)
+        console.print(f"wrote {json_path}")
+    if md_path is not None:
+        from dlopt.artifacts import atomic_write_text
+
+        atomic_write_text(md_path, render_markdown(report))
+        console.print(f"wrote {md_path}")
+
+
+def bench_table(report: BenchReport) -> object:
+    """The terminal table: failed rows in red with their reason."""
+    from rich.table import Table
+
+    from dlopt.harness.bench_report import row_cells
+
+    table = Table(title="dlopt bench")
+    for column in (
+        "model",
+        "backend",
+        "status",
+        "p50 ms (95% CI)",
+        "p99 ms",
+        "items/s",
+        "ratio to ref",
+        "peak MB",
+        "size MB",
+        "max abs err",
+        "cosine",
+        "top-1",
+        "metric",
+    ):
+        table.add_column(column, overflow="fold")
+    for row in report.rows:
+        style = {"failed": "red", "skipped": "yellow"}.get(row.status)
+        table.add_row(*row_cells(row), style=style)
+    for row in report.rows:
+        for warning in row.warnings:
+            table.caption = (table.caption or "") + f"\n{row.model} on {row.backend}: {warning}"
+    return table

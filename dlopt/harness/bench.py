@@ -1,0 +1,377 @@
+"""`run_bench`: every (model, backend) pair in its own worker process, then drift and metrics.
+
+How memory and interleaving both stay true:
+- A backend with one model gets one `solo` worker: load, first inference, outputs on the
+  evaluation set, warm-up and timed runs; its peak RSS is that pair's.
+- A backend with several models gets one `outputs` worker per pair (load, first inference,
+  outputs, memory: the pair's own peak) and then one `interleaved` worker that loads every model
+  that succeeded and alternates their timed runs A B A B ..., so that the machine's drift hits
+  them alike; that worker's memory is attributed to no pair and not reported.
+A worker that crashes (any signal, e.g. SIGSEGV or the OOM killer's SIGKILL), exits without a
+result, or runs past the timeout becomes a failed row with the reason; the other rows go on.
+
+Then, in this process: drift of each row's outputs against the reference's outputs on the same
+inputs (the reference row on the same backend when there is one, else the first one that ran),
+task metrics when the data has labels, and latency ratios from interleaved runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlopt.errors import ConfigError
+from dlopt.harness.latency import WarmupPolicy, ratio_of_medians, summarize
+from dlopt.harness.worker import RESULT_FILE, JobModel, WorkerJob
+
+BENCH_SCHEMA_VERSION = 1
+DEFAULT_TIMEOUT_S = 900.0
+STATUSES = ("ok", "failed", "skipped")
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What to measure and how; validated on creation (ConfigError names the field)."""
+
+    backends: tuple[str, ...] = ("onnxruntime",)
+    data: str | None = None
+    reference: str | None = None
+    batch_size: int = 1
+    threads: int | None = None
+    iterations: int | None = None
+    min_time_s: float = 2.0
+    eval_limit: int | None = None
+    precision_hint: str | None = None
+    weights: str | None = None
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    warmup: WarmupPolicy = field(default_factory=WarmupPolicy)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        positive = {
+            "batch_size": self.batch_size,
+            "threads": self.threads,
+            "iterations": self.iterations,
+            "eval_limit": self.eval_limit,
+        }
+        for name, value in positive.items():
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} is {value}", f"{name} must be at least 1")
+        if self.min_time_s <= 0:
+            raise ConfigError(f"min_time_s is {self.min_time_s}", "give a positive time")
+        if self.timeout_s <= 0:
+            raise ConfigError(f"timeout_s is {self.timeout_s}", "give a positive timeout")
+        if not self.backends:
+            raise ConfigError("no backend given", "pass --backend NAME at least once")
+
+
+@dataclass
+class BenchRow:
+    """One (model, backend) pair: its measurements, or why it failed or was skipped."""
+
+    model: str
+    backend: str
+    status: str
+    reason: str | None = None
+    is_reference: bool = False
+    format: str | None = None
+    size_bytes: int | None = None
+    imports_s: float | None = None
+    load_s: float | None = None
+    first_inference_ms: float | None = None
+    latency: dict[str, Any] | None = None
+    latency_ratio_to_reference: dict[str, Any] | None = None
+    memory: dict[str, int] | None = None
+    samples: int | None = None
+    drift: dict[str, dict[str, Any]] | None = None
+    metrics: dict[str, dict[str, Any]] | None = None
+    metrics_output: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    outputs_file: str | None = None
+
+
+@dataclass
+class BenchReport:
+    rows: list[BenchRow]
+    settings: dict[str, Any]
+    environment: dict[str, Any]
+    created_utc: str
+    schema_version: int = BENCH_SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_safe(asdict(self))
+
+    def row(self, model: str, backend: str) -> BenchRow:
+        return next(r for r in self.rows if r.model == model and r.backend == backend)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities become None (strict JSON); tuples become lists."""
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+@dataclass
+class _Pair:
+    id: str
+    model: str
+    backend: str
+    row: BenchRow
+    result: dict[str, Any] | None = None
+
+
+Progress = Callable[[str], None]
+
+
+def run_bench(
+    models: Sequence[str],
+    settings: BenchSettings,
+    output_dir: Path,
+    progress: Progress | None = None,
+) -> BenchReport:
+    """Measure every model on every backend (see the module docstring); returns the report.
+
+    Raises DloptError for bad input (unknown backend, missing model, bad settings); a pair
+    that fails at run time is a failed row, not an exception.
+    """
+    from dlopt.artifacts import cpu_info, ensure_writable_dir, tool_versions
+    from dlopt.backends import get_backend
+    from dlopt.backends.base import describe_artifact
+
+    say = progress or (lambda message: None)
+    ensure_writable_dir(output_dir)
+    if not models:
+        raise ConfigError("no model given", "pass at least one model file")
+    names = list(dict.fromkeys(models))
+    if settings.reference is not None and settings.reference not in names:
+        names.insert(0, settings.reference)
+    artifacts = {name: describe_artifact(name) for name in names}
+    backends = {name: get_backend(name) for name in dict.fromkeys(settings.backends)}
+    pairs: list[_Pair] = []
+    for backend_name, backend in backends.items():
+        availability = backend.availability()
+        for index, name in enumerate(names):
+            artifact = artifacts[name]
+            row = BenchRow(
+                name,
+                backend_name,
+                "ok",
+                is_reference=name == settings.reference,
+                format=artifact.format,
+                size_bytes=_size_bytes(artifact.path, settings.weights),
+            )
+            if not availability.ok:
+                row.status, row.reason = "skipped", f"{backend_name}: {availability.reason}"
+            elif artifact.format not in backend.formats:
+                row.status = "skipped"
+                row.reason = (
+                    f"{backend_name} runs {', '.join(sorted(backend.formats))}, "
+                    f"not {artifact.format}"
+                )
+            pairs.append(_Pair(f"{backend_name}-m{index}", name, backend_name, row))
+
+    jobs_dir = output_dir / "jobs"
+    for backend_name in backends:
+        runnable = [p for p in pairs if p.backend == backend_name and p.row.status == "ok"]
+        mode = "solo" if len(runnable) == 1 else "outputs"
+        for pair in runnable:
+            say(f"{pair.model} on {backend_name}")
+            job = _job(settings, mode, backend_name, [pair], jobs_dir / pair.id)
+            pair.result = _run_worker(job, settings.timeout_s, pair.row)
+            if pair.result is not None:
+                _fill_row(pair.row, pair.result["models"][pair.id], pair.result)
+        done = [p for p in runnable if p.row.status == "ok"]
+        if mode == "outputs" and done:  # timed runs of the survivors, interleaved
+            say(f"interleaved timed runs on {backend_name}")
+            job = _job(settings, "interleaved", backend_name, done, jobs_dir / f"{backend_name}-ab")
+            holder = BenchRow("", backend_name, "ok")
+            result = _run_worker(job, settings.timeout_s, holder)
+            for pair in done:
+                if result is None:
+                    pair.row.warnings.append(f"interleaved timed runs failed: {holder.reason}")
+                    continue
+                _fill_latency(pair.row, result["models"][pair.id], "interleaved")
+            if result is not None:
+                _fill_ratios(done, result, settings.reference)
+    _compare_outputs(pairs, settings.reference)
+    return BenchReport(
+        rows=[pair.row for pair in pairs],
+        settings=_settings_dict(settings, names),
+        environment={"cpu": cpu_info(), "tool_versions": tool_versions()},
+        created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def _size_bytes(path: Path | None, weights: str | None) -> int | None:
+    from dlopt.artifacts import artifact_size_bytes
+
+    if path is not None and path.is_file() and path.suffix != ".py":
+        return artifact_size_bytes(path)
+    if weights is not None and Path(weights).is_file():
+        return Path(weights).stat().st_size
+    return None
+
+
+def _settings_dict(settings: BenchSettings, models: list[str]) -> dict[str, Any]:
+    data = asdict(settings)
+    data["backends"] = list(settings.backends)
+    data["models"] = models
+    return data
+
+
+def _job(
+    settings: BenchSettings, mode: str, backend: str, pairs: list[_Pair], directory: Path
+) -> WorkerJob:
+    return WorkerJob(
+        mode=mode,
+        backend=backend,
+        models=[JobModel(pair.id, pair.model) for pair in pairs],
+        output_dir=str(directory),
+        data=settings.data,
+        batch_size=settings.batch_size,
+        eval_limit=settings.eval_limit,
+        threads=settings.threads,
+        precision_hint=settings.precision_hint,
+        weights=settings.weights,
+        iterations=settings.iterations,
+        min_time_s=settings.min_time_s,
+        warmup=asdict(settings.warmup),
+        seed=settings.seed,
+    )
+
+
+def _run_worker(job: WorkerJob, timeout_s: float, row: BenchRow) -> dict[str, Any] | None:
+    """Run a job in a fresh process; on failure mark `row` failed and return None."""
+    directory = Path(job.output_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    job_file = directory / "job.json"
+    job_file.write_text(job.to_json())
+    (directory / RESULT_FILE).unlink(missing_ok=True)
+    log_path = directory / "worker.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dlopt.harness.worker", str(job_file)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # so a timeout kills the worker's children too
+        )
+        try:
+            returncode = process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            row.status, row.reason = "failed", f"timed out after {timeout_s:g} s (killed)"
+            return None
+    if returncode < 0:
+        name = _signal_name(-returncode)
+        hint = " (out of memory?)" if -returncode == signal.SIGKILL else ""
+        row.status, row.reason = "failed", f"worker crashed: killed by {name}{hint}"
+        return None
+    result_path = directory / RESULT_FILE
+    if returncode != 0 or not result_path.is_file():
+        tail = _tail(log_path)
+        row.status = "failed"
+        row.reason = f"worker exited with code {returncode} without a result: {tail}"
+        return None
+    result: dict[str, Any] = json.loads(result_path.read_text())
+    if result.get("status") != "ok":
+        row.status, row.reason = "failed", str(result.get("error"))
+        return None
+    return result
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return " | ".join(text[-lines:]) or "no output"
+
+
+def _fill_row(row: BenchRow, measured: dict[str, Any], result: dict[str, Any]) -> None:
+    row.imports_s = result.get("imports_s")
+    row.load_s = measured.get("load_s")
+    row.first_inference_ms = measured.get("first_inference_ms")
+    row.memory = measured.get("memory")
+    row.samples = measured.get("samples")
+    row.info = measured.get("info", {})
+    row.outputs_file = measured.get("outputs_file")
+    if "latency_samples_ns" in measured:
+        _fill_latency(row, measured, "solo")
+
+
+def _fill_latency(row: BenchRow, measured: dict[str, Any], mode: str) -> None:
+    samples = measured["latency_samples_ns"]
+    stats = summarize(samples, int(measured["batch_size"]))
+    row.latency = {**stats.to_dict(), "mode": mode, "warmup": measured.get("warmup")}
+    row.latency["samples_ns"] = list(samples)
+    row.warnings.extend(stats.warnings)
+    if measured.get("warmup") and not measured["warmup"].get("stable"):
+        row.warnings.append("warm-up hit its cap before timings were stable")
+
+
+def _fill_ratios(done: list[_Pair], result: dict[str, Any], reference: str | None) -> None:
+    reference_pair = next((p for p in done if p.model == reference), None)
+    if reference_pair is None:
+        return
+    reference_samples = result["models"][reference_pair.id]["latency_samples_ns"]
+    for pair in done:
+        ratio = ratio_of_medians(result["models"][pair.id]["latency_samples_ns"], reference_samples)
+        pair.row.latency_ratio_to_reference = ratio.to_dict()
+
+
+def _compare_outputs(pairs: list[_Pair], reference: str | None) -> None:
+    from dlopt.harness.compare import compare_row
+
+    loaded = {id(p): _load_outputs(p.row.outputs_file) for p in pairs if p.row.status == "ok"}
+    reference_pairs = [p for p in pairs if p.model == reference and p.row.status == "ok"]
+    for pair in pairs:
+        outputs = loaded.get(id(pair))
+        if pair.row.status != "ok" or outputs is None:
+            continue
+        same_backend = [p for p in reference_pairs if p.backend == pair.backend]
+        candidates = same_backend or reference_pairs
+        chosen = candidates[0] if candidates else None
+        reference_outputs = loaded.get(id(chosen)) if chosen is not None else None
+        compare_row(
+            pair.row,
+            outputs,
+            reference_outputs,
+            None if chosen is None else f"{chosen.model} on {chosen.backend}",
+        )
+
+
+def _load_outputs(path: str | None) -> dict[str, np.ndarray] | None:
+    if path is None or not Path(path).is_file():
+        return None
+    with np.load(path) as archive:
+        return {name: archive[name] for name in archive.files}

@@ -1,0 +1,253 @@
+"""The isolated bench worker: `python -m dlopt.harness.worker JOB.json`.
+
+A job spec (JSON, `WorkerJob`) goes in; `result.json` plus one `<model id>.outputs.npz` per model
+come out in the job's output folder. The parent (`dlopt.harness.bench`) runs each job in a fresh
+process with a timeout, so a crash, an out-of-memory kill or a hang only fails that job's rows.
+
+Modes:
+- `solo`: one model: load, first inference, outputs on the evaluation set, warm-up and timed
+  runs, memory by phase. Used when a backend has a single model to measure.
+- `outputs`: the same without the timed runs: the per-pair process whose peak memory belongs to
+  that (model, backend) pair alone, used when several models share a backend.
+- `interleaved`: several models on one backend: each is loaded and warmed up, then the timed runs
+  alternate A B A B ... so that the machine's drift hits all of them alike. Its memory is not
+  attributed to any pair (the `outputs` jobs measure that).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+JOB_SCHEMA = "dlopt.bench.job/1"
+MODES = ("solo", "outputs", "interleaved")
+LATENCY_BATCHES = 8  # distinct input batches the timed runs rotate through
+MIN_TIMED_RUNS = 10
+RESULT_FILE = "result.json"
+
+
+@dataclass
+class JobModel:
+    id: str
+    artifact: str
+
+
+@dataclass
+class WorkerJob:
+    """Everything a worker needs; written as JSON so the job could run on another machine."""
+
+    mode: str
+    backend: str
+    models: list[JobModel]
+    output_dir: str
+    data: str | None = None
+    batch_size: int = 1
+    eval_limit: int | None = None
+    threads: int | None = None
+    precision_hint: str | None = None
+    weights: str | None = None
+    iterations: int | None = None
+    min_time_s: float = 2.0
+    warmup: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    schema: str = JOB_SCHEMA
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WorkerJob:
+        values = dict(data)
+        values["models"] = [JobModel(**model) for model in data["models"]]
+        return cls(**values)
+
+
+def main(argv: list[str]) -> int:
+    job = WorkerJob.from_dict(json.loads(Path(argv[0]).read_text()))
+    output_dir = Path(job.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        result = run_job(job)
+    except Exception as error:
+        from dlopt.errors import DloptError
+
+        message = (
+            error.one_line()
+            if isinstance(error, DloptError)
+            else f"{type(error).__name__}: {error}"
+        )
+        result = {
+            "status": "failed",
+            "error": message,
+            "traceback": None if isinstance(error, DloptError) else traceback.format_exc(),
+        }
+    _write_json(output_dir / RESULT_FILE, result)
+    return 0
+
+
+def run_job(job: WorkerJob) -> dict[str, Any]:
+    """Run a job in this process; returns the result dict (also used by tests)."""
+    import numpy as np
+
+    from dlopt.backends import get_backend
+    from dlopt.backends.base import LoadOptions
+    from dlopt.harness.memory import peak_rss_bytes, rss_bytes
+
+    if job.mode not in MODES:
+        raise ValueError(f"unknown job mode {job.mode!r}")
+    Path(job.output_dir).mkdir(parents=True, exist_ok=True)
+    backend = get_backend(job.backend)
+    started = time.perf_counter_ns()
+    backend.import_runtime()
+    imports_s = (time.perf_counter_ns() - started) / 1e9
+    memory: dict[str, int] = {
+        "rss_after_imports_bytes": rss_bytes(),
+        "peak_rss_after_imports_bytes": peak_rss_bytes(),
+    }
+    options = LoadOptions(
+        job.threads, job.precision_hint, Path(job.weights) if job.weights else None
+    )
+    models: dict[str, dict[str, Any]] = {}
+    sessions = {}
+    for model in job.models:
+        started = time.perf_counter_ns()
+        session = backend.load(model.artifact, options)
+        load_s = (time.perf_counter_ns() - started) / 1e9
+        sessions[model.id] = session
+        models[model.id] = {
+            "load_s": load_s,
+            "info": session.info,
+            "inputs": [spec.to_dict() for spec in session.inputs],
+            "output_names": session.output_names,
+        }
+    memory["rss_after_load_bytes"] = rss_bytes()
+    memory["peak_rss_after_load_bytes"] = peak_rss_bytes()
+
+    batches = {mid: _latency_batches(job, session.inputs) for mid, session in sessions.items()}
+    for mid, session in sessions.items():
+        started = time.perf_counter_ns()
+        session.run(batches[mid][0])
+        models[mid]["first_inference_ms"] = (time.perf_counter_ns() - started) / 1e6
+        models[mid]["batch_size"] = int(next(iter(batches[mid][0].values())).shape[0])
+
+    if job.mode in ("solo", "outputs"):
+        ((mid, session),) = sessions.items()
+        models[mid].update(_evaluate(job, mid, session, np))
+    if job.mode in ("solo", "interleaved"):
+        samples, warmups = _timed_runs(job, sessions, batches)
+        for mid in sessions:
+            models[mid]["latency_samples_ns"] = samples[mid]
+            models[mid]["warmup"] = warmups[mid]
+    memory["peak_rss_bytes"] = peak_rss_bytes()
+    if job.mode != "interleaved":
+        (mid,) = sessions
+        models[mid]["memory"] = memory
+    for session in sessions.values():
+        session.close()
+    return {"status": "ok", "error": None, "imports_s": imports_s, "models": models}
+
+
+def _latency_batches(job: WorkerJob, specs: list[Any]) -> list[dict[str, Any]]:
+    from dlopt.data import open_data
+
+    source = open_data(job.data, specs, batch_size=job.batch_size, seed=job.seed)
+    batches = []
+    for batch in source:
+        batches.append(batch.inputs)
+        if len(batches) == LATENCY_BATCHES:
+            break
+    return batches
+
+
+def _evaluate(job: WorkerJob, mid: str, session: Any, np: Any) -> dict[str, Any]:
+    """Outputs on the whole evaluation set, saved to `<id>.outputs.npz` with the labels."""
+    from dlopt.data import open_data
+
+    source = open_data(job.data, session.inputs, job.batch_size, job.eval_limit, job.seed)
+    collected: dict[str, list[Any]] = {}
+    labels: list[Any] = []
+    samples = 0
+    for batch in source:
+        for name, value in session.run(batch.inputs).items():
+            collected.setdefault(name, []).append(np.asarray(value))
+        if batch.labels is not None:
+            labels.append(batch.labels)
+        samples += batch.size
+    arrays = {f"output:{name}": np.concatenate(values) for name, values in collected.items()}
+    if labels:
+        arrays["labels"] = np.concatenate(labels)
+    path = Path(job.output_dir) / f"{mid}.outputs.npz"
+    np.savez(path, **arrays)
+    return {"outputs_file": str(path), "samples": samples, "data": source.description}
+
+
+def _timed_runs(
+    job: WorkerJob, sessions: dict[str, Any], batches: dict[str, list[dict[str, Any]]]
+) -> tuple[dict[str, list[int]], dict[str, dict[str, Any]]]:
+    """Warm up each model, then time rounds in which every model runs once (A B A B ...)."""
+    from dlopt.harness.latency import WarmupPolicy, warm_up
+
+    policy = WarmupPolicy(**job.warmup)
+    warmups: dict[str, dict[str, Any]] = {}
+    for mid, session in sessions.items():
+        runs, stable = warm_up(
+            functools.partial(_time_next, session, _Rotation(batches[mid])), policy
+        )
+        warmups[mid] = {"runs": runs, "stable": stable}
+    samples: dict[str, list[int]] = {mid: [] for mid in sessions}
+    rotations = {mid: _Rotation(batches[mid]) for mid in sessions}
+    deadline = time.perf_counter_ns() + int(job.min_time_s * 1e9)
+    rounds = 0
+    while True:
+        if job.iterations is not None:
+            if rounds >= job.iterations:
+                break
+        elif rounds >= MIN_TIMED_RUNS and time.perf_counter_ns() >= deadline:
+            break
+        for mid, session in sessions.items():
+            samples[mid].append(_time_one(session, rotations[mid].next()))
+        rounds += 1
+    return samples, warmups
+
+
+def _time_next(session: Any, rotation: _Rotation) -> int:
+    return _time_one(session, rotation.next())
+
+
+def _time_one(session: Any, feed: dict[str, Any]) -> int:
+    started = time.perf_counter_ns()
+    session.run(feed)
+    return time.perf_counter_ns() - started
+
+
+class _Rotation:
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+        self.index = 0
+
+    def next(self) -> Any:
+        item = self.items[self.index % len(self.items)]
+        self.index += 1
+        return item
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    from dlopt.artifacts import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=1, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
