@@ -131,13 +131,18 @@ def bench(
 
 
 def bench_table(report: BenchReport) -> object:
-    """The terminal table: failed rows in red with their reason."""
+    """Two terminal tables (speed and memory; accuracy and drift) that fit 100 columns.
+
+    Failed rows are red with their reason, skipped rows yellow; warnings follow as a caption.
+    """
+    from rich.console import Group
     from rich.table import Table
 
     from dlopt.harness.bench_report import row_cells
 
-    table = Table(title="dlopt bench")
-    for column in (
+    speed = Table(title="dlopt bench: speed and memory")
+    accuracy = Table(title="dlopt bench: accuracy and drift vs the reference")
+    speed_columns = (
         "model",
         "backend",
         "status",
@@ -147,16 +152,22 @@ def bench_table(report: BenchReport) -> object:
         "ratio to ref",
         "peak MB",
         "size MB",
-        "max abs err",
-        "cosine",
-        "top-1",
-        "metric",
-    ):
-        table.add_column(column, overflow="fold")
+    )
+    accuracy_columns = ("model", "backend", "max abs err", "cosine", "top-1", "metric")
+    for column in speed_columns:
+        speed.add_column(column, overflow="fold")
+    for column in accuracy_columns:
+        accuracy.add_column(column, overflow="fold")
     for row in report.rows:
         style = {"failed": "red", "skipped": "yellow"}.get(row.status)
-        table.add_row(*row_cells(row), style=style)
-    for row in report.rows:
-        for warning in row.warnings:
-            table.caption = (table.caption or "") + f"\n{row.model} on {row.backend}: {warning}"
-    return table
+        cells = row_cells(row)
+        speed.add_row(*cells[:9], style=style)
+        accuracy.add_row(*cells[:2], *cells[9:], style=style)
+    captions = [
+        f"{row.model} on {row.backend}: {warning}"
+        for row in report.rows
+        for warning in row.warnings
+    ]
+    if captions:
+        accuracy.caption = "\n".join(captions)
+    return Group(speed, accuracy)
