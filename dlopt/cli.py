@@ -9,6 +9,7 @@ from dlopt import __version__
 from dlopt.commands import backends as backends_command
 from dlopt.commands import bench as bench_command
 from dlopt.commands import export as export_command
+from dlopt.commands import gate as gate_command
 from dlopt.commands import report as report_command
 
 app = typer.Typer(
@@ -41,6 +42,7 @@ def _root(
 app.command("export", epilog=export_command.EXAMPLES)(export_command.export)
 app.command("bench", epilog=bench_command.EXAMPLES)(bench_command.bench)
 app.command("backends", epilog=backends_command.EXAMPLES)(backends_command.backends)
+app.command("gate", epilog=gate_command.EXAMPLES)(gate_command.gate)
 app.command("report", epilog=report_command.EXAMPLES)(report_command.report)
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -29,3 +30,33 @@ def parity_table(result: ExportResult) -> Table:
     for skipped in result.parity.skipped:
         table.add_row(skipped, "", "", "", "", "[yellow]skipped[/yellow]")
     return table
+
+
+def verdict_table(report: dict[str, Any]) -> Table:
+    """The gate's verdicts, one row per (variant, backend, gate)."""
+    colours = {"pass": "green", "fail": "red", "inconclusive": "yellow", "skipped": "dim"}
+    verdict = report["verdict"]
+    table = Table(
+        title=f"dlopt gate: [{colours.get(verdict, 'red')}]{verdict.upper()}[/] "
+        f"(exit {report['exit_code']})"
+    )
+    for column in ("variant", "backend", "gate", "measured", "threshold", "95% CI", "verdict"):
+        table.add_column(column, no_wrap=column in ("gate", "verdict"))
+    table.add_column("reason", overflow="fold", ratio=1)
+    for gate in report["gates"]:
+        interval = gate.get("interval")
+        table.add_row(
+            escape(str(gate["variant"])),
+            gate["backend"],
+            gate["gate"],
+            _number(gate.get("measured")),
+            _number(gate.get("threshold")),
+            f"[{_number(interval['low'])}, {_number(interval['high'])}]" if interval else "",
+            f"[{colours.get(gate['verdict'], 'red')}]{gate['verdict']}[/]",
+            escape(gate.get("reason") or ""),
+        )
+    return table
+
+
+def _number(value: Any) -> str:
+    return "—" if value is None else f"{value:.4g}"

@@ -85,8 +85,10 @@ def parity_axis_sizes(specs: Sequence[TensorSpec]) -> list[dict[str, int]]:
     for axis in axis_names(specs):
         size = examples[axis]
         if size > 1:
-            plans.append({axis: max(1, size // 2)})
+            plans.append({axis: size // 2})
         plans.append({axis: size * 2})
+        if size == 1:  # nothing smaller: check a second, odd size instead
+            plans.append({axis: 3})
     return plans
 
 

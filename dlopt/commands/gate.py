@@ -1,0 +1,76 @@
+"""`dlopt gate`: the release gate, from one config file to a verdict, reports and exit code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dlopt.commands._common import report_errors
+
+EXAMPLES = """\
+Examples:
+
+  dlopt gate models/digits_cnn/dlopt.toml
+
+  dlopt gate dlopt.toml --only int8-static -o reports/pr-123
+
+  dlopt gate dlopt.toml --baseline reports/main/report.json
+
+  dlopt gate --print-schema > dlopt-config.schema.json
+"""
+
+
+@report_errors
+def gate(
+    config: Annotated[
+        Path | None,
+        typer.Argument(help="The gate config (TOML), e.g. models/digits_cnn/dlopt.toml."),
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Run only these variants (repeatable); fp32 always runs."),
+    ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(help="A previous run's report.json: judge latency and accuracy regressions."),
+    ] = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Report folder. Default: reports/<config's folder>."),
+    ] = None,
+    print_schema: Annotated[
+        bool, typer.Option("--print-schema", help="Print the config's JSON Schema and exit.")
+    ] = False,
+) -> None:
+    """Export, make every variant, bench every (variant, backend) pair and judge thresholds.
+
+    Writes report.json, summary.md, junit.xml and report.html; exits 0 when every gate passes,
+    1 when one fails (a crash, a NaN or an unavailable required backend fails too), 2 for a bad
+    config or input, 3 when a speed gate is too noisy to judge (rerun).
+    """
+    import json
+
+    from dlopt.errors import ConfigError
+    from dlopt.gate_config import config_json_schema, load_gate_config
+
+    if print_schema:
+        print(json.dumps(config_json_schema(), indent=2))
+        return
+    if config is None:
+        raise ConfigError("no config given", "run: dlopt gate path/to/dlopt.toml")
+    from rich.console import Console
+
+    from dlopt.commands._tables import verdict_table
+    from dlopt.gate_pipeline import run_gate
+
+    loaded = load_gate_config(config)
+    folder = output_dir or Path("reports") / (config.resolve().parent.name or "run")
+    console = Console(stderr=True)
+    with console.status("dlopt gate") as status:
+        outcome = run_gate(loaded, folder, only or (), baseline, progress=status.update)
+    Console().print(verdict_table(outcome.report))
+    for name, path in outcome.report_paths.items():
+        console.print(f"wrote {path}" if name == "report.json" else f"      {path}")
+    raise typer.Exit(int(outcome.exit_code))

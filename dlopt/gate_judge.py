@@ -1,0 +1,201 @@
+"""Judge one bench row (a variant on a backend) against its thresholds.
+
+Maps each threshold of `dlopt.gate_config.Thresholds` to the measurement it constrains and to
+the judgement it needs (`dlopt.gate`): point estimates for accuracy, drift, size and memory;
+the bootstrap interval of an interleaved ratio for speed and for regressions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from dlopt.gate import (
+    GateResult,
+    Interval,
+    judge_at_least,
+    judge_at_most,
+    judge_interval_at_least,
+    judge_interval_at_most,
+)
+from dlopt.gate_config import Thresholds
+from dlopt.harness.latency import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+
+MB = 2**20
+# Gates that need a comparison with the FP32 reference; they do not apply to the reference.
+RELATIVE_GATES = (
+    "accuracy_drop_max",
+    "relative_accuracy_min",
+    "cosine_min",
+    "top1_agreement_min",
+    "kl_max",
+    "speedup_min",
+)
+BASELINE_GATES = ("latency_regression_max_pct", "accuracy_regression_max")
+
+
+def judge_row(
+    variant: str,
+    backend: str,
+    row: Mapping[str, Any],
+    thresholds: Thresholds,
+    is_reference: bool,
+    accuracy_drop: tuple[float, Interval] | None = None,
+) -> list[GateResult]:
+    """Every active threshold (except baseline ones) judged on this row.
+
+    `accuracy_drop` is (reference accuracy - variant accuracy, its paired-bootstrap interval).
+    """
+    results: list[GateResult] = []
+    latency = row.get("latency") or {}
+    drift = _worst_drift(row.get("drift"))
+    accuracy = _metric(row, "accuracy")
+    reference_accuracy = _metric_reference(row, "accuracy")
+    for gate, limit in thresholds.active().items():
+        if gate in BASELINE_GATES or (is_reference and gate in RELATIVE_GATES):
+            continue
+        if gate == "accuracy_drop_max":
+            drop, interval = accuracy_drop or (_difference(reference_accuracy, accuracy), None)
+            results.append(judge_at_most(variant, backend, gate, drop, limit, interval))
+        elif gate == "relative_accuracy_min":
+            relative = (
+                accuracy / reference_accuracy
+                if accuracy is not None and reference_accuracy
+                else None
+            )
+            results.append(judge_at_least(variant, backend, gate, relative, limit))
+        elif gate == "cosine_min":
+            results.append(judge_at_least(variant, backend, gate, drift.get("cosine"), limit))
+        elif gate == "top1_agreement_min":
+            value = drift.get("top1_agreement")
+            results.append(judge_at_least(variant, backend, gate, value, limit))
+        elif gate == "kl_max":
+            value = drift.get("softmax_kl_divergence")
+            results.append(judge_at_most(variant, backend, gate, value, limit))
+        elif gate == "latency_p50_ms_max":
+            results.append(judge_at_most(variant, backend, gate, latency.get("p50_ms"), limit))
+        elif gate == "latency_p99_ms_max":
+            results.append(judge_at_most(variant, backend, gate, latency.get("p99_ms"), limit))
+        elif gate == "speedup_min":
+            speedup, interval = speedup_of(row.get("latency_ratio_to_reference"))
+            results.append(
+                judge_interval_at_least(variant, backend, gate, speedup, interval, limit)
+            )
+        elif gate == "peak_memory_mb_max":
+            peak = (row.get("memory") or {}).get("peak_rss_bytes")
+            results.append(judge_at_most(variant, backend, gate, _mb(peak), limit))
+        elif gate == "model_size_mb_max":
+            results.append(judge_at_most(variant, backend, gate, _mb(row.get("size_bytes")), limit))
+    return results
+
+
+def judge_against_baseline(
+    variant: str,
+    backend: str,
+    row: Mapping[str, Any],
+    baseline_row: Mapping[str, Any] | None,
+    thresholds: Thresholds,
+) -> list[GateResult]:
+    """Regression gates against the same (variant, backend) row of a previous report."""
+    results: list[GateResult] = []
+    limit = thresholds.latency_regression_max_pct
+    if limit is not None:
+        ratio, interval = latency_ratio(row, baseline_row)
+        results.append(
+            judge_interval_at_most(
+                variant,
+                backend,
+                "latency_regression_max_pct",
+                ratio,
+                interval,
+                1 + limit / 100,
+            )
+        )
+    limit = thresholds.accuracy_regression_max
+    if limit is not None:
+        now = _metric(row, "accuracy")
+        then = _metric(baseline_row, "accuracy") if baseline_row else None
+        results.append(
+            judge_at_most(
+                variant, backend, "accuracy_regression_max", _difference(then, now), limit
+            )
+        )
+    return results
+
+
+def speedup_of(ratio: Mapping[str, Any] | None) -> tuple[float | None, Interval | None]:
+    """Speedup (reference latency / variant latency) from the bench's latency ratio."""
+    if not ratio or not ratio.get("median_ratio"):
+        return None, None
+    low, high = ratio["ci95"]
+    if not low or not high:
+        return 1 / ratio["median_ratio"], None
+    return 1 / ratio["median_ratio"], Interval(1 / high, 1 / low)
+
+
+def latency_ratio(
+    row: Mapping[str, Any], baseline_row: Mapping[str, Any] | None
+) -> tuple[float | None, Interval | None]:
+    """Median latency now / then with a bootstrap interval (independent samples: two runs).
+
+    Two runs cannot be interleaved, so their intervals are wider; that is what makes an
+    honest regression gate inconclusive rather than failed when the machine merely drifted.
+    """
+    now = np.asarray((row.get("latency") or {}).get("samples_ns") or [], dtype=np.float64)
+    if baseline_row is None:
+        return None, None
+    then = np.asarray((baseline_row.get("latency") or {}).get("samples_ns") or [], dtype=np.float64)
+    if now.size < 2 or then.size < 2:
+        return None, None
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    medians_now = np.median(now[rng.integers(0, now.size, (BOOTSTRAP_RESAMPLES, now.size))], 1)
+    medians_then = np.median(then[rng.integers(0, then.size, (BOOTSTRAP_RESAMPLES, then.size))], 1)
+    low, high = np.percentile(medians_now / medians_then, [2.5, 97.5])
+    return float(np.median(now) / np.median(then)), Interval(float(low), float(high))
+
+
+def paired_accuracy_drop(
+    reference_scores: np.ndarray, candidate_scores: np.ndarray, labels: np.ndarray
+) -> tuple[float, Interval]:
+    """Reference accuracy minus candidate accuracy, with a paired bootstrap over samples."""
+    reference_correct = (np.argmax(reference_scores, -1) == labels).astype(np.float64)
+    candidate_correct = (np.argmax(candidate_scores, -1) == labels).astype(np.float64)
+    differences = reference_correct - candidate_correct
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    indices = rng.integers(0, differences.size, (BOOTSTRAP_RESAMPLES, differences.size))
+    low, high = np.percentile(differences[indices].mean(1), [2.5, 97.5])
+    return float(differences.mean()), Interval(float(low), float(high))
+
+
+def _worst_drift(drift: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:
+    """The most-drifted output's figures (lowest cosine), or {} when there are none."""
+    if not drift:
+        return {}
+    entries: list[Mapping[str, Any]] = list(drift.values())
+    worst = min(entries, key=lambda entry: _finite(entry.get("cosine"), -math.inf))
+    return dict(worst)
+
+
+def _metric(row: Mapping[str, Any] | None, name: str) -> float | None:
+    entry = ((row or {}).get("metrics") or {}).get(name) or {}
+    return entry.get("value")
+
+
+def _metric_reference(row: Mapping[str, Any], name: str) -> float | None:
+    entry = (row.get("metrics") or {}).get(name) or {}
+    return entry.get("reference")
+
+
+def _difference(first: float | None, second: float | None) -> float | None:
+    return None if first is None or second is None else first - second
+
+
+def _mb(value: float | None) -> float | None:
+    return None if value is None else value / MB
+
+
+def _finite(value: Any, default: float) -> float:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else default

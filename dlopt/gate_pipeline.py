@@ -1,0 +1,325 @@
+"""`run_gate`: the whole flow from one config, as in DESIGN.md.
+
+export the FP32 reference -> make each variant -> bench every (variant, backend) pair on the
+evaluation data, interleaved with the reference -> judge each against its thresholds -> report.
+
+Fail closed: a variant whose recipe fails, a pair that crashes or times out, a backend that is
+unavailable here (unless the config marks it optional) each fail their gates; the run goes on
+and reports. Only bad input (config, model source, data) stops it early, with exit 2.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dlopt import __version__
+from dlopt.artifacts import cpu_info, ensure_writable_dir, read_manifest
+from dlopt.errors import ConfigError, DloptError, ExitCode
+from dlopt.gate import GateResult, Verdict, exit_code, failed, overall_verdict, skipped
+from dlopt.gate_config import GateConfig, VariantConfig
+from dlopt.gate_judge import MB, judge_against_baseline, judge_row, paired_accuracy_drop, speedup_of
+
+REPORT_SCHEMA_VERSION = 1
+REFERENCE = "fp32"
+Progress = Callable[[str], None]
+
+
+@dataclass
+class VariantArtifact:
+    """A variant made (or not) by its recipe."""
+
+    name: str
+    kind: str
+    path: Path | None
+    error: str | None = None
+    recipe: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GateOutcome:
+    report: dict[str, Any]
+    verdict: Verdict
+    exit_code: ExitCode
+    report_paths: dict[str, Path]
+
+
+def run_gate(
+    config: GateConfig,
+    output_dir: Path,
+    only: Sequence[str] = (),
+    baseline: Path | None = None,
+    progress: Progress | None = None,
+) -> GateOutcome:
+    """Run the flow and write the reports; raises DloptError only for bad input."""
+    from dlopt.report.write import read_report, write_reports
+    from dlopt.variants import check_recipe
+
+    say = progress or (lambda message: None)
+    variants = _selected(config.variants, only)
+    for variant in variants:
+        check_recipe(variant)
+    baseline_report = read_report(baseline) if baseline else None
+    ensure_writable_dir(output_dir)
+    say("exporting the FP32 reference")
+    reference = _export_reference(config, output_dir / "artifacts" / REFERENCE)
+    made = [VariantArtifact(REFERENCE, "export", reference)]
+    for variant in variants:
+        say(f"making variant {variant.name} ({variant.kind})")
+        made.append(_make(variant, reference, config, output_dir / "artifacts" / variant.name))
+    rows: list[dict[str, Any]] = []
+    gates: list[GateResult] = []
+    for artifact in made:
+        if artifact.error is not None:
+            gates.append(failed(artifact.name, "-", "recipe", artifact.error))
+    for backend in config.bench.backends:
+        backend_rows, backend_gates = _bench_backend(
+            backend, made, variants, config, output_dir / "bench" / backend, say
+        )
+        rows += backend_rows
+        gates += backend_gates
+    if baseline_report is not None:
+        gates += _baseline_gates(rows, baseline_report, config)
+    verdict = overall_verdict(gates)
+    report = {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "kind": "dlopt.gate.report",
+        "dlopt_version": __version__,
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": str(config.path),
+        "baseline": str(baseline) if baseline else None,
+        "verdict": verdict.value,
+        "exit_code": int(exit_code(verdict)),
+        "machine": cpu_info(),
+        "variants": [_variant_entry(variant) for variant in made],
+        "rows": rows,
+        "gates": [gate.to_dict() for gate in gates],
+    }
+    report = _json_safe(report)
+    paths = write_reports(report, output_dir)
+    return GateOutcome(report, verdict, exit_code(verdict), paths)
+
+
+def _selected(variants: Sequence[VariantConfig], only: Sequence[str]) -> list[VariantConfig]:
+    names = [variant.name for variant in variants]
+    unknown = [name for name in only if name not in names and name != REFERENCE]
+    if unknown:
+        raise ConfigError(
+            f"--only names unknown variant {unknown[0]!r}", f"variants: {', '.join(names)}"
+        )
+    return [variant for variant in variants if not only or variant.name in only]
+
+
+def _export_reference(config: GateConfig, folder: Path) -> Path:
+    from dlopt.optimize.export import ExportOptions, export_model
+
+    weights = Path(config.model.weights) if config.model.weights else None
+    results = export_model(
+        config.model.source,
+        folder,
+        config.model.inputs,
+        weights,
+        ExportOptions(formats=("onnx",)),
+    )
+    return results[0].path
+
+
+def _make(
+    variant: VariantConfig, reference: Path, config: GateConfig, folder: Path
+) -> VariantArtifact:
+    """Run a variant's recipe; its failure is recorded (fails closed), not raised."""
+    from dlopt.variants import make_variant
+
+    try:
+        path = make_variant(variant, reference, config, folder)
+    except ConfigError:
+        raise
+    except DloptError as error:
+        return VariantArtifact(
+            variant.name, variant.kind, None, error.one_line(), dict(variant.recipe)
+        )
+    except Exception as error:  # a crash in a recipe fails its gates; the run goes on
+        return VariantArtifact(
+            variant.name,
+            variant.kind,
+            None,
+            f"{variant.kind} crashed: {type(error).__name__}: {error}",
+            dict(variant.recipe),
+        )
+    return VariantArtifact(variant.name, variant.kind, path, None, dict(variant.recipe))
+
+
+def _bench_backend(
+    backend_name: str,
+    made: Sequence[VariantArtifact],
+    variants: Sequence[VariantConfig],
+    config: GateConfig,
+    folder: Path,
+    say: Progress,
+) -> tuple[list[dict[str, Any]], list[GateResult]]:
+    from dlopt.backends import get_backend
+    from dlopt.backends.base import describe_artifact
+    from dlopt.harness.bench import BenchSettings, run_bench
+
+    backend = get_backend(backend_name)
+    wanted = {variant.name: variant.backends for variant in variants}
+    runnable: dict[str, VariantArtifact] = {}
+    gates: list[GateResult] = []
+    for variant in made:
+        if variant.path is None:
+            continue
+        restricted = wanted.get(variant.name)
+        if restricted and backend_name not in restricted:
+            continue
+        if describe_artifact(str(variant.path)).format in backend.formats:
+            runnable[str(variant.path)] = variant
+    reference_path = str(made[0].path)
+    if reference_path not in runnable:
+        return [], gates
+    availability = backend.availability()
+    if not availability.ok:
+        reason = f"{backend_name} is unavailable here: {availability.reason}"
+        for variant in runnable.values():
+            if backend_name in config.bench.optional_backends:
+                gates.append(skipped(variant.name, backend_name, "*", f"optional; {reason}"))
+            else:
+                gates.append(failed(variant.name, backend_name, "*", reason))
+        return [], gates
+    say(f"benchmarking {len(runnable)} models on {backend_name}")
+    settings = BenchSettings(
+        backends=(backend_name,),
+        data=config.data.evaluation,
+        reference=reference_path,
+        batch_size=config.bench.batch_size,
+        threads=config.bench.threads,
+        min_time_s=config.bench.min_time_s,
+        eval_limit=config.data.evaluation_limit,
+        timeout_s=config.bench.timeout_s,
+    )
+    bench = run_bench(list(runnable), settings, folder, progress=say).to_dict()
+    reference_row = next(row for row in bench["rows"] if row["model"] == reference_path)
+    rows: list[dict[str, Any]] = []
+    for row in bench["rows"]:
+        variant = runnable[row["model"]]
+        is_reference = variant.name == REFERENCE
+        rows.append(_report_row(variant.name, backend_name, row))
+        if row["status"] != "ok":
+            gates.append(
+                failed(variant.name, backend_name, "*", f"{row['status']}: {row['reason']}")
+            )
+            continue
+        thresholds = config.thresholds_for(variant.name)
+        drop = None if is_reference else _accuracy_drop(row, reference_row)
+        gates += judge_row(variant.name, backend_name, row, thresholds, is_reference, drop)
+    return rows, gates
+
+
+def _accuracy_drop(row: dict[str, Any], reference_row: dict[str, Any]) -> Any:
+    """Paired-bootstrap accuracy drop from the saved outputs, when both rows have them."""
+    import numpy as np
+
+    output = row.get("metrics_output")
+    candidate_file, reference_file = row.get("outputs_file"), reference_row.get("outputs_file")
+    if not output or not candidate_file or not reference_file:
+        return None
+    if not (row.get("metrics") or {}).get("accuracy"):
+        return None
+    with np.load(candidate_file) as candidate, np.load(reference_file) as reference:
+        key = f"output:{output}"
+        if key not in candidate or key not in reference or "labels" not in candidate:
+            return None
+        return paired_accuracy_drop(reference[key], candidate[key], candidate["labels"])
+
+
+def _baseline_gates(
+    rows: Sequence[dict[str, Any]], baseline: dict[str, Any], config: GateConfig
+) -> list[GateResult]:
+    previous = {(row["variant"], row["backend"]): row for row in baseline.get("rows", [])}
+    gates: list[GateResult] = []
+    for row in rows:
+        if row["status"] != "ok":
+            continue
+        old = previous.get((row["variant"], row["backend"]))
+        gates += judge_against_baseline(
+            row["variant"],
+            row["backend"],
+            row["bench"],
+            old["bench"] if old else None,
+            config.thresholds_for(row["variant"]),
+        )
+    return gates
+
+
+def _report_row(variant: str, backend: str, row: dict[str, Any]) -> dict[str, Any]:
+    """The renderers' view of a bench row, with the raw bench row (and samples) kept under
+    `bench` so that a later run can re-test against it."""
+    latency = row.get("latency") or {}
+    speedup, interval = speedup_of(row.get("latency_ratio_to_reference"))
+    drift_entries = list((row.get("drift") or {}).values())
+    accuracy = ((row.get("metrics") or {}).get("accuracy") or {}).get("value")
+    peak = (row.get("memory") or {}).get("peak_rss_bytes")
+    return {
+        "variant": variant,
+        "backend": backend,
+        "status": row["status"],
+        "reason": row.get("reason") or "",
+        "latency_ms": {
+            "p50": latency.get("p50_ms"),
+            "p99": latency.get("p99_ms"),
+            "samples": [ns / 1e6 for ns in latency.get("samples_ns") or []],
+        }
+        if latency
+        else None,
+        "speedup": {"ratio": speedup, "interval": interval.__dict__ if interval else None}
+        if speedup
+        else None,
+        "metrics": {"accuracy": accuracy} if accuracy is not None else {},
+        "drift": {"cosine": min(e["cosine"] for e in drift_entries if e.get("cosine") is not None)}
+        if drift_entries
+        else {},
+        "peak_rss_mb": peak / MB if peak else None,
+        "model_size_mb": row["size_bytes"] / MB if row.get("size_bytes") else None,
+        "bench": row,
+    }
+
+
+def _variant_entry(variant: VariantArtifact) -> dict[str, Any]:
+    """The variant with the chain of manifests from its artifact back to the source."""
+    chain: list[dict[str, Any]] = []
+    path = variant.path
+    while path is not None and len(chain) < 10:
+        manifest = read_manifest(path)
+        if manifest is None:
+            break
+        chain.append(manifest)
+        parent = (manifest.get("parent") or {}).get("path")
+        path = Path(parent) if parent else None
+    return {
+        "name": variant.name,
+        "kind": variant.kind,
+        "recipe": variant.recipe,
+        "artifact": str(variant.path) if variant.path else None,
+        "error": variant.error,
+        "manifest_chain": chain,
+    }
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(key): _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return (
+        json.loads(json.dumps(value, default=str))
+        if not isinstance(value, (str, int, float, bool, type(None)))
+        else value
+    )
