@@ -1,0 +1,153 @@
+"""`dlopt gate` end to end on the digits CNN: verdicts, exit codes and the four reports."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from junitparser import Failure, JUnitXml
+
+from tests.integration.conftest import SAMPLES
+
+CNN = SAMPLES / "digits_cnn"
+BASE_CONFIG = f"""
+[model]
+source = "{CNN / "model.py"}:create_model"
+weights = "{CNN / "weights.pt"}"
+
+[data]
+evaluation = "{CNN / "data.py"}:evaluation"
+evaluation_limit = 96
+
+[bench]
+backends = ["onnxruntime", "openvino", "tensorrt"]
+optional_backends = ["tensorrt"]
+min_time_s = 0.3
+
+[gate]
+model_size_mb_max = 10
+peak_memory_mb_max = 2000
+"""
+
+
+def run_gate(
+    tmp_path: Path, config_text: str, *args: str
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    config = tmp_path / "dlopt.toml"
+    config.write_text(config_text)
+    out = tmp_path / "reports"
+    result = subprocess.run(
+        [sys.executable, "-m", "dlopt", "gate", str(config), "-o", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return result, out
+
+
+def test_passing_config_exits_0_and_writes_four_reports(tmp_path: Path) -> None:
+    result, out = run_gate(tmp_path, BASE_CONFIG)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["verdict"] == "pass" and report["exit_code"] == 0
+    verdicts = {(g["backend"], g["gate"]): g["verdict"] for g in report["gates"]}
+    assert verdicts[("onnxruntime", "model_size_mb_max")] == "pass"
+    assert verdicts[("tensorrt", "*")] == "skipped"
+    rows = {(r["variant"], r["backend"]) for r in report["rows"]}
+    assert rows == {("fp32", "onnxruntime"), ("fp32", "openvino")}
+    assert all(len(r["bench"]["latency"]["samples_ns"]) > 5 for r in report["rows"])
+    assert report["variants"][0]["manifest_chain"][0]["format"] == "onnx"
+    for name in ("summary.md", "junit.xml", "report.html"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_tightened_threshold_exits_1_and_every_report_names_the_gate(tmp_path: Path) -> None:
+    result, out = run_gate(
+        tmp_path, BASE_CONFIG.replace("model_size_mb_max = 10", "model_size_mb_max = 1")
+    )
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads((out / "report.json").read_text())
+    failing = [g for g in report["gates"] if g["verdict"] == "fail"]
+    assert {g["gate"] for g in failing} == {"model_size_mb_max"}
+    assert failing[0]["threshold"] == 1 and failing[0]["measured"] > 5
+    assert "| model_size_mb_max |" in (out / "summary.md").read_text()
+    assert "model_size_mb_max" in (out / "report.html").read_text()
+    cases = [case for suite in JUnitXml.fromfile(str(out / "junit.xml")) for case in suite]
+    failed_cases = [c for c in cases if any(isinstance(r, Failure) for r in c.result)]
+    assert {c.name for c in failed_cases} == {"model_size_mb_max"}
+    assert "threshold 1" in failed_cases[0].result[0].message
+
+
+def test_required_backend_unavailable_fails_closed(tmp_path: Path) -> None:
+    config = BASE_CONFIG.replace('optional_backends = ["tensorrt"]', "optional_backends = []")
+
+    result, out = run_gate(tmp_path, config)
+
+    assert result.returncode == 1
+    report = json.loads((out / "report.json").read_text())
+    failing = [g for g in report["gates"] if g["verdict"] == "fail"]
+    assert [g["backend"] for g in failing] == ["tensorrt"]
+    assert "unavailable" in failing[0]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragment"),
+    [
+        (("min_time_s = 0.3", "min_time_s = -1"), "bench.min_time_s = -1 is out of range"),
+        (("model_size_mb_max = 10", "model_size_mb = 10"), "unknown key gate.model_size_mb"),
+        (("[bench]", "[bench"), "not valid TOML"),
+    ],
+)
+def test_broken_config_exits_2_with_one_line(
+    tmp_path: Path, edit: tuple[str, str], fragment: str
+) -> None:
+    result, out = run_gate(tmp_path, BASE_CONFIG.replace(*edit))
+
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and fragment in lines[0]
+    assert not out.exists()
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
+def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    result, out = run_gate(tmp_path, BASE_CONFIG)
+    assert result.returncode == 0
+    url = (out / "report.html").as_uri()
+    flags = [
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+    ]
+
+    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    shot = tmp_path / "report.png"
+    screenshot = subprocess.run(
+        [*flags, "--window-size=1200,1600", f"--screenshot={shot}", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert '<table id="gates">' in dom.stdout and "Verdict: <strong>PASS</strong>" in dom.stdout
+    console = [
+        line
+        for line in dom.stderr.splitlines() + screenshot.stderr.splitlines()
+        if "CONSOLE" in line
+    ]
+    assert console == []
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
