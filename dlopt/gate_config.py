@@ -200,14 +200,14 @@ def parse_gate_config(raw: Mapping[str, Any], path: Path) -> GateConfig:
         raise ConfigError(f"{path} has no [model] table", 'add [model] with source = "..."')
     model = _build(ModelConfig, "model", raw["model"])
     model = ModelConfig(
-        source=_resolve_reference(model.source, base),
+        source=resolve_reference(model.source, base),
         weights=str(_resolve_path(model.weights, base)) if model.weights else None,
         inputs=tuple(model.inputs),
     )
     data = _build(DataConfig, "data", raw.get("data", {}))
     data = DataConfig(
-        evaluation=_resolve_reference(data.evaluation, base) if data.evaluation else None,
-        calibration=_resolve_reference(data.calibration, base) if data.calibration else None,
+        evaluation=resolve_reference(data.evaluation, base) if data.evaluation else None,
+        calibration=resolve_reference(data.calibration, base) if data.calibration else None,
         task=data.task,
         evaluation_limit=data.evaluation_limit,
         calibration_limit=data.calibration_limit,
@@ -342,7 +342,7 @@ def _resolve_path(text: str, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def _resolve_reference(text: str | None, base: Path) -> str:
+def resolve_reference(text: str | None, base: Path) -> str:
     """Make `model.py:factory` and plain file paths relative to the config's folder."""
     if text is None:
         raise ConfigError("a source is missing")

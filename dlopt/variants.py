@@ -1,37 +1,90 @@
 """Make a gate variant from its recipe: the glue between a config's `[[variants]]` table and
-the optimize steps (quantize, prune, build). Each step validates its own options."""
+the optimize steps (quantize, prune, build). Each step validates its own options; this module
+only maps recipe keys onto them and resolves data paths against the config's folder."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dlopt.errors import ConfigError
+from dlopt.errors import ConfigError, DloptError
 
 if TYPE_CHECKING:
     from dlopt.gate_config import GateConfig, VariantConfig
 
 
-def check_recipe(variant: VariantConfig) -> None:
+def check_recipe(variant: VariantConfig, base: Path) -> None:
     """Validate a recipe's keys and values before any work starts; raises ConfigError."""
-    options_class = _options_class(variant.kind)
-    _options(options_class, variant)
+    _options(variant, base)
 
 
 def make_variant(variant: VariantConfig, reference: Path, config: GateConfig, folder: Path) -> Path:
-    """Run the recipe on the FP32 reference (or the model source, for pruning); return the
-    artifact path. Raises DloptError when the step fails."""
-    raise ConfigError(f"variant {variant.name!r}: {variant.kind} recipes are not wired yet")
+    """Run the recipe (on the FP32 reference ONNX, or on the model source for pruning) and
+    return the artifact it made. Raises DloptError when the step fails."""
+    base = config.path.resolve().parent
+    options = _options(variant, base)
+    if variant.kind == "prune":
+        from dlopt.optimize.prune import prune_model
+
+        weights = Path(config.model.weights) if config.model.weights else None
+        result = prune_model(config.model.source, folder, config.model.inputs, weights, options)
+        return next(a.path for a in result.artifacts if a.format == "onnx")
+    raise ConfigError(f"variant {variant.name!r}: {variant.kind} recipes are not available yet")
 
 
-def _options_class(kind: str) -> Any:
-    raise ConfigError(f"{kind} recipes are not available in this build of dlopt")
+def _options(variant: VariantConfig, base: Path) -> Any:
+    """The step's options object for a recipe; a bad key or value is a ConfigError."""
+    if variant.kind == "prune":
+        from dlopt.optimize.prune import PruneOptions
+
+        return _build(PruneOptions, variant, _prune_fields(variant.recipe, base))
+    raise ConfigError(
+        f"variant {variant.name!r}: {variant.kind} recipes are not available yet",
+        "use a prune recipe",
+    )
 
 
-def _options(options_class: Any, variant: VariantConfig) -> Any:
+def _prune_fields(recipe: Mapping[str, Any], base: Path) -> dict[str, Any]:
+    """`finetune = {data = "...", epochs = 2, lr = 1e-3}` -> PruneOptions' flat fields."""
+    fields = dict(recipe)
+    finetune = fields.pop("finetune", None)
+    if isinstance(finetune, Mapping):
+        finetune = dict(finetune)
+        data = finetune.pop("data", None)
+        fields["finetune"] = _resolve(data, base) if data else None
+        for key in ("epochs", "lr", "batch_size", "task", "evaluate"):
+            if key in finetune:
+                value = finetune.pop(key)
+                fields[key] = _resolve(value, base) if key == "evaluate" else value
+        if finetune:
+            raise ConfigError(
+                f"prune.finetune has unknown key {next(iter(finetune))!r}",
+                "allowed: data, epochs, lr, batch_size, task, evaluate",
+            )
+    elif finetune is not None:
+        fields["finetune"] = _resolve(str(finetune), base)
+    if "ignore" in fields and isinstance(fields["ignore"], list):
+        fields["ignore"] = tuple(fields["ignore"])
+    return fields
+
+
+def _resolve(reference: str, base: Path) -> str:
+    from dlopt.gate_config import resolve_reference
+
+    return resolve_reference(reference, base)
+
+
+def _build(options_class: Any, variant: VariantConfig, fields: Mapping[str, Any]) -> Any:
     try:
-        return options_class(**variant.recipe)
+        return options_class(**fields)
     except TypeError as error:
+        allowed = ", ".join(sorted(options_class.__dataclass_fields__))
         raise ConfigError(
-            f"variant {variant.name!r}: {variant.kind} recipe has an unknown key ({error})",
+            f"variant {variant.name!r}: {variant.kind} recipe has a bad key or value ({error})",
+            f"allowed keys: {allowed}",
         ) from error
+    except ConfigError:
+        raise
+    except DloptError as error:
+        raise ConfigError(f"variant {variant.name!r}: {error.one_line()}") from error
