@@ -149,6 +149,8 @@ def atomic_output(path: Path) -> Iterator[Path]:
     temporary = Path(name)
     try:
         yield temporary
+        # mkstemp makes 0600 files; give the result the permissions a plain open() would.
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -184,6 +186,12 @@ def ensure_writable_dir(directory: Path) -> None:
         raise ArtifactError(
             f"output folder {directory} is not writable", "choose a folder you can write to (-o)"
         )
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def tool_versions() -> dict[str, str]:

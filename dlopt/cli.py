@@ -10,6 +10,7 @@ from dlopt.commands import backends as backends_command
 from dlopt.commands import bench as bench_command
 from dlopt.commands import export as export_command
 from dlopt.commands import gate as gate_command
+from dlopt.commands import prune as prune_command
 from dlopt.commands import report as report_command
 
 app = typer.Typer(
@@ -43,6 +44,7 @@ app.command("export", epilog=export_command.EXAMPLES)(export_command.export)
 app.command("bench", epilog=bench_command.EXAMPLES)(bench_command.bench)
 app.command("backends", epilog=backends_command.EXAMPLES)(backends_command.backends)
 app.command("gate", epilog=gate_command.EXAMPLES)(gate_command.gate)
+app.command("prune", epilog=prune_command.EXAMPLES)(prune_command.prune)
 app.command("report", epilog=report_command.EXAMPLES)(report_command.report)
 
 

@@ -67,3 +67,7 @@ class ConfigError(DloptError):
 
 class ArtifactError(DloptError):
     """An artifact or its manifest is missing, unreadable or cannot be written."""
+
+
+class PruneError(DloptError):
+    """Pruning options are invalid, or the model cannot be pruned as asked."""

@@ -91,6 +91,23 @@ def export_model(
     say(f"loading {source}")
     loaded = load_torch_model(source, weights, allow_pickle=allow_pickle)
     specs = resolve_input_specs(input_specs, loaded)
+    return export_loaded_model(loaded, specs, output_dir, options, say)
+
+
+def export_loaded_model(
+    loaded: LoadedModel,
+    specs: Sequence[TensorSpec],
+    output_dir: Path,
+    options: ExportOptions | None = None,
+    progress: Progress | None = None,
+) -> list[ExportResult]:
+    """Export a model already in memory (e.g. a pruned one) with its input specs.
+
+    The same steps, checks and errors as `export_model`; `loaded.ref` names the model in
+    manifests and messages.
+    """
+    options = options or ExportOptions()
+    say = progress or (lambda message: None)
     reference = _reference_runner(loaded.module, specs)
     names = list(reference(random_feed(specs, seed=options.seed)))
     results: list[ExportResult] = []

@@ -55,7 +55,9 @@ def test_digits_cnn_onnx_keeps_its_test_accuracy(exported_sample: Callable[[str]
 def test_text_transformer_has_dict_output_named_logits(
     exported_sample: Callable[[str], Path],
 ) -> None:
-    manifest = json.loads((exported_sample("text_transformer") / "model.onnx.dlopt.json").read_text())
+    manifest = json.loads(
+        (exported_sample("text_transformer") / "model.onnx.dlopt.json").read_text()
+    )
 
     assert manifest["outputs"] == ["logits"]
     assert [spec["shape"] for spec in manifest["inputs"]] == [["batch", "seq"], ["batch", "seq"]]
