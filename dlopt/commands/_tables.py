@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rich import box
+from rich.console import Group
 from rich.markup import escape
 from rich.table import Table
 
@@ -32,30 +34,39 @@ def parity_table(result: ExportResult) -> Table:
     return table
 
 
-def verdict_table(report: dict[str, Any]) -> Table:
-    """The gate's verdicts, one row per (variant, backend, gate)."""
+def verdict_table(report: dict[str, Any]) -> Group:
+    """The gate's verdicts, one row per (variant, backend, gate); the reasons of the gates
+    that did not pass follow the table, so that it fits an 80-column CI log."""
     colours = {"pass": "green", "fail": "red", "inconclusive": "yellow", "skipped": "dim"}
     verdict = report["verdict"]
     table = Table(
         title=f"dlopt gate: [{colours.get(verdict, 'red')}]{verdict.upper()}[/] "
-        f"(exit {report['exit_code']})"
+        f"(exit {report['exit_code']})",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 0),
     )
-    for column in ("variant", "backend", "gate", "measured", "threshold", "95% CI", "verdict"):
-        table.add_column(column, no_wrap=column in ("gate", "verdict"))
-    table.add_column("reason", overflow="fold", ratio=1)
+    for column in ("variant", "backend", "gate", "measured", "limit", "95% CI", "verdict"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("gate", "backend", "verdict"))
+    notes: list[str] = []
     for gate in report["gates"]:
         interval = gate.get("interval")
+        colour = colours.get(gate["verdict"], "red")
         table.add_row(
             escape(str(gate["variant"])),
             gate["backend"],
             gate["gate"],
             _number(gate.get("measured")),
             _number(gate.get("threshold")),
-            f"[{_number(interval['low'])}, {_number(interval['high'])}]" if interval else "",
-            f"[{colours.get(gate['verdict'], 'red')}]{gate['verdict']}[/]",
-            escape(gate.get("reason") or ""),
+            f"{interval['low']:.3g}–{interval['high']:.3g}" if interval else "",
+            f"[{colour}]{gate['verdict']}[/]",
         )
-    return table
+        if gate["verdict"] != "pass" and gate.get("reason"):
+            notes.append(
+                f"[{colour}]{gate['verdict']}[/] {escape(str(gate['variant']))} on "
+                f"{gate['backend']}, {gate['gate']}: {escape(gate['reason'])}"
+            )
+    return Group(table, *notes)
 
 
 def _number(value: Any) -> str:
