@@ -3,5 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/dlopt export models/digits_cnn/model.py:create_model \
-  --weights models/digits_cnn/weights.pt -o out/digits_cnn
+.venv/bin/dlopt gate models/digits_cnn/dlopt.toml
