@@ -35,6 +35,11 @@ FACTORY_HELP = (
 _REFERENCE = re.compile(r"^(?P<target>.+):(?P<attr>[A-Za-z_][A-Za-z0-9_]*)$")
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 TORCH_FORMATS = ("factory", "torchscript", "exported_program")
+_KIND_NAMES = {
+    "torchscript": "TorchScript",
+    "exported_program": "torch.export ExportedProgram",
+    "state_dict": "state_dict (weights)",
+}
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,14 @@ def detect_file_format(path: Path) -> str:
     if not head:
         raise SourceError(f"{path} is empty", "re-create or re-download the model file")
     if head.startswith(b"PK\x03\x04"):
-        return _torch_zip_kind(path)
+        kind = _torch_zip_kind(path)
+        if path.suffix in (".onnx", ".xml"):
+            raise SourceError(
+                f"{path} is named {path.suffix} but is a {_KIND_NAMES[kind]} file",
+                "rename it (.ts for TorchScript, .pt2 for an ExportedProgram) or give the "
+                "model file you meant",
+            )
+        return kind
     if path.suffix == ".xml" or head.startswith(b"<?xml"):
         return "openvino_ir"
     if path.suffix in (".pt", ".pth", ".pt2", ".ts", ".jit", ".bin") and not _looks_like_onnx(head):
@@ -340,3 +352,41 @@ def _summarize_load_error(text: str) -> str:
     lines = [line.strip() for line in text.splitlines()[1:] if line.strip()]
     summary = "; ".join(lines[:3]) or text
     return summary[:400] + (" ..." if len(summary) > 400 else "")
+
+
+def onnx_input_specs(path: Path) -> list[TensorSpec]:
+    """Input specs read from an ONNX graph (for files without a dlopt manifest).
+
+    Named dynamic dims keep their names; unnamed ones become `dim<i>`; examples are size 1.
+    """
+    import onnx
+
+    from dlopt.specs import Dim
+
+    dtypes = {
+        onnx.TensorProto.FLOAT: "float32",
+        onnx.TensorProto.FLOAT16: "float16",
+        onnx.TensorProto.INT64: "int64",
+        onnx.TensorProto.INT32: "int32",
+        onnx.TensorProto.BOOL: "bool",
+    }
+    model = onnx.load(str(path), load_external_data=False)
+    initializers = {initializer.name for initializer in model.graph.initializer}
+    specs = []
+    for graph_input in model.graph.input:
+        if graph_input.name in initializers:
+            continue
+        tensor_type = graph_input.type.tensor_type
+        dims = tuple(
+            Dim(dim.dim_value) if dim.dim_value > 0 else Dim(1, dim.dim_param or f"dim{index}")
+            for index, dim in enumerate(tensor_type.shape.dim)
+        )
+        dtype = dtypes.get(tensor_type.elem_type)
+        if dtype is None:
+            raise SourceError(
+                f"{path}: input {graph_input.name!r} has an element type dlopt does not feed "
+                f"({onnx.TensorProto.DataType.Name(tensor_type.elem_type)})",
+                "dlopt feeds float32, float16, int64, int32 and bool inputs",
+            )
+        specs.append(TensorSpec(graph_input.name, dims, dtype))
+    return specs

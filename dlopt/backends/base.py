@@ -116,6 +116,10 @@ def describe_artifact(text: str) -> ArtifactInfo:
         return ArtifactInfo(text, "factory", ref.path)
     manifest = read_manifest(ref.path)
     if manifest is None:
+        if ref.kind == "onnx":
+            from dlopt.sources import onnx_input_specs
+
+            return ArtifactInfo(text, ref.kind, ref.path, inputs=onnx_input_specs(ref.path))
         return ArtifactInfo(text, ref.kind, ref.path)
     return ArtifactInfo(
         text,

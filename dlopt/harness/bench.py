@@ -117,6 +117,22 @@ class BenchReport:
         return next(r for r in self.rows if r.model == model and r.backend == backend)
 
 
+def _check_data(settings: BenchSettings, inputs: Sequence[Any], say: Progress) -> None:
+    """Read the evaluation data once, here, so that bad data (wrong names, shapes or dtypes,
+    NaN, empty, labels of the wrong length) is a one-line DataError and exit 2, not a failed
+    row per worker. Streams batch by batch, like the workers."""
+    from dlopt.data import open_data
+
+    specs = next((specs for specs in inputs if specs), None)
+    if settings.data is None or specs is None:
+        return
+    say(f"checking the data {settings.data}")
+    source = open_data(
+        settings.data, specs, settings.batch_size, settings.eval_limit, settings.seed
+    )
+    source.count_samples()
+
+
 def _json_safe(value: Any) -> Any:
     """NaN and infinities become None (strict JSON); tuples become lists."""
     if isinstance(value, dict):
@@ -156,7 +172,6 @@ def run_bench(
     from dlopt.backends.base import describe_artifact
 
     say = progress or (lambda message: None)
-    ensure_writable_dir(output_dir)
     if not models:
         raise ConfigError("no model given", "pass at least one model file")
     names = list(dict.fromkeys(models))
@@ -164,6 +179,8 @@ def run_bench(
         names.insert(0, settings.reference)
     artifacts = {name: describe_artifact(name) for name in names}
     backends = {name: get_backend(name) for name in dict.fromkeys(settings.backends)}
+    _check_data(settings, [artifact.inputs for artifact in artifacts.values()], say)
+    ensure_writable_dir(output_dir)  # only once the input is known to be good
     pairs: list[_Pair] = []
     for backend_name, backend in backends.items():
         availability = backend.availability()

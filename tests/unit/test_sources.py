@@ -94,7 +94,9 @@ def test_file_formats_are_recognised_by_content(tmp_path: Path) -> None:
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"PK\x03\x04garbage")
 
-    assert detect_file_format(script_path) == "torchscript"
+    with pytest.raises(SourceError, match=r"named \.onnx but is a TorchScript file"):
+        detect_file_format(script_path)
+    assert detect_file_format(script_path.rename(tmp_path / "model.ts")) == "torchscript"
     assert detect_file_format(state_path) == "state_dict"
     with pytest.raises(SourceError, match="is empty"):
         detect_file_format(empty)
