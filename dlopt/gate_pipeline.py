@@ -20,7 +20,7 @@ from typing import Any
 
 from dlopt import __version__
 from dlopt.artifacts import cpu_info, ensure_writable_dir, read_manifest
-from dlopt.errors import ConfigError, DloptError, ExitCode
+from dlopt.errors import BackendError, ConfigError, DloptError, ExitCode
 from dlopt.gate import GateResult, Verdict, exit_code, failed, overall_verdict, skipped
 from dlopt.gate_config import GateConfig, VariantConfig
 from dlopt.gate_judge import MB, judge_against_baseline, judge_row, paired_accuracy_drop, speedup_of
@@ -39,6 +39,7 @@ class VariantArtifact:
     path: Path | None
     error: str | None = None
     recipe: dict[str, Any] = field(default_factory=dict)
+    skipped: bool = False  # its engine's backend is optional and unavailable here
 
 
 @dataclass
@@ -75,7 +76,9 @@ def run_gate(
     rows: list[dict[str, Any]] = []
     gates: list[GateResult] = []
     for artifact in made:
-        if artifact.error is not None:
+        if artifact.error is not None and artifact.skipped:
+            gates.append(skipped(artifact.name, "-", "recipe", artifact.error))
+        elif artifact.error is not None:
             gates.append(failed(artifact.name, "-", "recipe", artifact.error))
     for backend in config.bench.backends:
         backend_rows, backend_gates = _bench_backend(
@@ -139,6 +142,13 @@ def _make(
         path = make_variant(variant, reference, config, folder)
     except ConfigError:
         raise
+    except BackendError as error:
+        # An engine for a backend this machine lacks: skipped where the config allows it.
+        optional = variant.recipe.get("backend") in config.bench.optional_backends
+        reason = f"optional; {error.one_line()}" if optional else error.one_line()
+        return VariantArtifact(
+            variant.name, variant.kind, None, reason, dict(variant.recipe), skipped=optional
+        )
     except DloptError as error:
         return VariantArtifact(
             variant.name, variant.kind, None, error.one_line(), dict(variant.recipe)

@@ -30,6 +30,14 @@ def make_variant(variant: VariantConfig, reference: Path, config: GateConfig, fo
         weights = Path(config.model.weights) if config.model.weights else None
         result = prune_model(config.model.source, folder, config.model.inputs, weights, options)
         return next(a.path for a in result.artifacts if a.format == "onnx")
+    if variant.kind == "build":
+        from dataclasses import replace
+
+        from dlopt.optimize.build import build_engine
+
+        if options.precision == "int8" and options.calibration is None:
+            options = replace(options, calibration=config.data.calibration)
+        return build_engine(str(reference), folder, options).path
     raise ConfigError(f"variant {variant.name!r}: {variant.kind} recipes are not available yet")
 
 
@@ -39,9 +47,18 @@ def _options(variant: VariantConfig, base: Path) -> Any:
         from dlopt.optimize.prune import PruneOptions
 
         return _build(PruneOptions, variant, _prune_fields(variant.recipe, base))
+    if variant.kind == "build":
+        from dlopt.optimize.build import BuildOptions
+
+        fields = dict(variant.recipe)
+        if fields.get("calibration"):
+            fields["calibration"] = _resolve(str(fields["calibration"]), base)
+        if isinstance(fields.get("shapes"), list):
+            fields["shapes"] = tuple(fields["shapes"])
+        return _build(BuildOptions, variant, fields)
     raise ConfigError(
         f"variant {variant.name!r}: {variant.kind} recipes are not available yet",
-        "use a prune recipe",
+        "use a prune or build recipe",
     )
 
 

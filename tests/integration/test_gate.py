@@ -151,3 +151,52 @@ def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     ]
     assert console == []
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_crashing_variant_fails_closed_with_exit_1(tmp_path: Path) -> None:
+    (tmp_path / "broken_data.py").write_text(
+        "def calibration(batch_size=32):\n    raise RuntimeError('calibration reader blew up')\n"
+    )
+    calibration = f"{tmp_path / 'broken_data.py'}:calibration"
+    config = BASE_CONFIG + (
+        "\n[[variants]]\nname = \"ov-int8\"\n"
+        f'build = {{ backend = "openvino", precision = "int8", calibration = "{calibration}" }}\n'
+    )
+
+    result, out = run_gate(tmp_path, config)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads((out / "report.json").read_text())
+    recipe = [g for g in report["gates"] if g["gate"] == "recipe"]
+    assert [g["verdict"] for g in recipe] == ["fail"]
+    assert "blew up" in recipe[0]["reason"]
+    assert {(r["variant"], r["backend"]) for r in report["rows"]} == {
+        ("fp32", "onnxruntime"),
+        ("fp32", "openvino"),
+    }
+
+
+def test_too_few_runs_for_a_speed_gate_is_inconclusive_exit_3(tmp_path: Path) -> None:
+    # The same network as an OpenVINO IR against its ONNX on OpenVINO: the true speedup is 1.0,
+    # and 0.05 s of timed runs cannot put a whole 95% interval on either side of 1.0.
+    config = (
+        BASE_CONFIG.replace("min_time_s = 0.3", "min_time_s = 0.05")
+        + """
+[[variants]]
+name = "ov-ir"
+build = { backend = "openvino", precision = "fp32" }
+backends = ["openvino"]
+
+[gate.variants.ov-ir]
+speedup_min = 1.0
+"""
+    )
+
+    result, out = run_gate(tmp_path, config)
+
+    assert result.returncode == 3, result.stdout + result.stderr
+    report = json.loads((out / "report.json").read_text())
+    gate = next(g for g in report["gates"] if g["gate"] == "speedup_min")
+    assert gate["verdict"] == "inconclusive"
+    assert gate["interval"]["low"] < 1.0 < gate["interval"]["high"]
+    assert "rerun" in gate["reason"]
