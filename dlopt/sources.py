@@ -115,6 +115,8 @@ def detect_file_format(path: Path) -> str:
         return kind
     if path.suffix == ".xml" or head.startswith(b"<?xml"):
         return "openvino_ir"
+    if path.suffix in (".plan", ".engine"):
+        return "tensorrt_plan"  # opaque bytes; the tensorrt backend checks its manifest
     if path.suffix in (".pt", ".pth", ".pt2", ".ts", ".jit", ".bin") and not _looks_like_onnx(head):
         raise SourceError(
             f"{path} is not a TorchScript, ExportedProgram or state_dict zip file",

@@ -1,0 +1,345 @@
+"""OpenVINO IR (`model.xml` + `model.bin`) from an ONNX file or a torch model.
+
+- FP32: weights stored FP32 (`ov.save_model(..., compress_to_fp16=False)`: its default would
+  silently store FP16 weights).
+- FP16: weights stored FP16 (`compress_to_fp16=True`); the CPU decompresses them at load.
+- INT8: NNCF post-training quantization on calibration data, then saved.
+Inputs can be reshaped to static shapes (`static_shapes`) or bounded ranges (`--shapes`).
+The IR is checked against its source (ONNX Runtime for ONNX, torch for torch sources) at
+several shapes, compiled with the recorded properties (INFERENCE_PRECISION_HINT f32 by default:
+on CPUs with bf16 OpenVINO would otherwise run in bf16).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlopt.artifacts import Manifest, staging_dir, write_manifest
+from dlopt.errors import DataError
+from dlopt.optimize.build import BuildError, BuildInput, BuildOptions, BuildResult, parent_record
+from dlopt.optimize.parity import DEFAULT_TOLERANCES, ParityReport, Tolerance, check_parity
+from dlopt.optimize.shape_profiles import ShapeRange, parse_shape_ranges, resolve_shape_ranges
+from dlopt.specs import Dim, TensorSpec
+
+Progress = Callable[[str], None]
+RunFn = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
+# FP16 weights: about 3 decimal digits; INT8 is judged by drift and task metrics, not here.
+DRIFT_SAMPLES = 32
+# Ops that mark an attention block (an SDPA export converts to ScaledDotProductAttention).
+ATTENTION_OPS = frozenset({"Softmax", "SoftMax", "ScaledDotProductAttention"})
+PARITY_TOLERANCES = {"fp32": DEFAULT_TOLERANCES["float32"], "fp16": Tolerance(2e-2, 2e-2)}
+
+
+def build_openvino_ir(
+    model: BuildInput, output_dir: Path, options: BuildOptions, say: Progress
+) -> BuildResult:
+    """Convert, optionally reshape and quantize, save and check an IR; see the module doc."""
+    import openvino as ov
+
+    ranges = _requested_ranges(model.specs, options)
+    say("converting to OpenVINO")
+    ov_model = _convert(model)
+    if ranges:
+        ov_model.reshape({name: _partial_shape(r) for name, r in ranges.items()})
+    specs = reshaped_specs(model.specs, ranges)
+    quantization: dict[str, Any] = {}
+    if options.precision == "int8":
+        ov_model, quantization = _quantize(ov_model, specs, options, say)
+    weights_fp16 = options.weights_fp16()
+    final_path = output_dir / "model.xml"
+    with staging_dir(output_dir) as staging:
+        staged = staging / "model.xml"
+        say("saving the IR")
+        ov.save_model(ov_model, str(staged), compress_to_fp16=weights_fp16)
+        compile_properties = openvino_compile_properties(options.precision_hint)
+        reference = _within(ranges, _reference_runner(model))
+        candidate = _ir_runner(staged, compile_properties, model.output_names)
+        if options.precision == "int8":
+            say("measuring INT8 drift on calibration samples")
+            checks = {"calibration_drift": _calibration_drift(reference, candidate, quantization)}
+            parity = None
+        else:
+            say("checking the IR against its source at several shapes")
+            parity = check_parity(
+                reference, candidate, specs, PARITY_TOLERANCES[options.precision], options.seed
+            )
+            checks = {"parity": parity.to_dict()}
+        # Model file last: a reader never finds a model.xml whose .bin is not there yet.
+        os.replace(staging / "model.bin", output_dir / "model.bin")
+        os.replace(staged, final_path)
+    manifest = Manifest(
+        format="openvino_ir",
+        file=final_path.name,
+        precision=options.precision,
+        status="failed" if parity is not None and not parity.passed else "ok",
+        inputs=[spec.to_dict() for spec in specs],
+        outputs=list(model.output_names or []),
+        source=dict(model.manifest.get("source", {})) if model.manifest else {"ref": model.text},
+        parent=parent_record(model),
+        recipe={
+            "step": "build",
+            "backend": "openvino",
+            "precision": options.precision,
+            "converted_from": model.kind,
+            "weights_compressed_to_fp16": weights_fp16,
+            "shapes": {name: r.to_dict() for name, r in ranges.items()},
+            "static_shapes": options.static_shapes,
+            "quantization": quantization or None,
+            "compile_properties": compile_properties,
+        },
+        checks=checks,
+    )
+    manifest_path = write_manifest(final_path, manifest)
+    if parity is not None and not parity.passed:
+        raise BuildError(_parity_message(parity, final_path), _parity_hint(options))
+    return BuildResult(
+        "openvino",
+        options.precision,
+        final_path,
+        manifest_path,
+        {
+            "weights_compressed_to_fp16": weights_fp16,
+            "compile_properties": compile_properties,
+            "parity": parity,
+            "quantization": quantization or None,
+            "checks": checks,
+        },
+    )
+
+
+def openvino_compile_properties(precision_hint: str) -> dict[str, Any]:
+    """The properties the IR is meant to be compiled with, as the openvino backend sets them."""
+    return {
+        "device": "CPU",
+        "INFERENCE_PRECISION_HINT": precision_hint,
+        "PERFORMANCE_HINT": "LATENCY",
+        "NUM_STREAMS": 1,
+    }
+
+
+def reshaped_specs(
+    specs: Sequence[TensorSpec], ranges: Mapping[str, ShapeRange]
+) -> list[TensorSpec]:
+    """The input specs after a reshape: inputs made static lose their dynamic axes."""
+    result: list[TensorSpec] = []
+    for spec in specs:
+        shape_range = ranges.get(spec.name)
+        if shape_range is None or not shape_range.is_static:
+            result.append(spec)
+            continue
+        dims = tuple(Dim(size, None) for size in shape_range.opt)
+        result.append(TensorSpec(spec.name, dims, spec.dtype, spec.value_range))
+    return result
+
+
+def _requested_ranges(specs: Sequence[TensorSpec], options: BuildOptions) -> dict[str, ShapeRange]:
+    given = parse_shape_ranges(options.shapes)
+    if not given and not options.static_shapes:
+        return {}
+    ranges = resolve_shape_ranges(specs, given)
+    if options.static_shapes:
+        ranges = {name: ShapeRange(r.opt, r.opt, r.opt) for name, r in ranges.items()}
+    else:
+        ranges = {name: r for name, r in ranges.items() if name in given}
+    return ranges
+
+
+def _partial_shape(shape_range: ShapeRange) -> Any:
+    import openvino as ov
+
+    dims = [
+        ov.Dimension(low) if low == high else ov.Dimension(low, high)
+        for low, high in zip(shape_range.min, shape_range.max, strict=True)
+    ]
+    return ov.PartialShape(dims)
+
+
+def _convert(model: BuildInput) -> Any:
+    import openvino as ov
+
+    try:
+        if model.kind == "onnx":
+            ov_model = ov.convert_model(str(model.path))
+        else:
+            ov_model = _convert_torch(model)
+    except Exception as error:
+        raise BuildError(
+            f"openvino.convert_model fails on {model.text}: {_first_line(error)}",
+            "export it to ONNX first (dlopt export -f onnx) and build from the .onnx",
+        ) from error
+    names = model.output_names
+    if names and len(names) == len(ov_model.outputs):
+        for port, name in zip(ov_model.outputs, names, strict=True):
+            port.get_tensor().set_names({name})
+    return ov_model
+
+
+def _convert_torch(model: BuildInput) -> Any:
+    import openvino as ov
+
+    from dlopt.specs import random_feed
+    from dlopt.torch_io import FlatIOModule, to_tensors
+
+    wrapper = FlatIOModule(model.loaded.module, [spec.name for spec in model.specs])
+    example = to_tensors(random_feed(model.specs, seed=0), model.specs)
+    # Positional *inputs have no names to match `input=`: name and shape the ports afterwards.
+    converted = ov.convert_model(wrapper, example_input=example)
+    shapes = {}
+    for port, spec in zip(converted.inputs, model.specs, strict=True):
+        port.get_tensor().set_names({spec.name})
+        shapes[spec.name] = ov.PartialShape([-1 if dim.axis else dim.size for dim in spec.dims])
+    converted.reshape(shapes)
+    return converted
+
+
+def _quantize(
+    ov_model: Any, specs: Sequence[TensorSpec], options: BuildOptions, say: Progress
+) -> tuple[Any, dict[str, Any]]:
+    """INT8 through NNCF post-training quantization on the calibration data."""
+    import nncf
+
+    from dlopt.data import open_data
+
+    if options.calibration is None:
+        raise DataError(
+            "an INT8 IR needs calibration data",
+            "pass --calibration DATA (e.g. sample:digits_cnn:calibration, a .npz, or "
+            "file.py:function); --calibration synthetic works but gives poor scales",
+        )
+    data = open_data(options.calibration, specs, batch_size=1, limit=options.calibration_size)
+    feeds = [batch.inputs for batch in data]
+    if not feeds:
+        raise DataError(f"calibration data {options.calibration} has no samples")
+    op_types = {op.get_type_name() for op in ov_model.get_ops()}
+    # Attention blocks need NNCF's transformer scheme (it keeps e.g. softmax inputs FP32).
+    transformer = bool(op_types & ATTENTION_OPS)
+    model_type = nncf.ModelType.TRANSFORMER if transformer else None
+    say(f"quantizing with NNCF on {len(feeds)} calibration samples")
+    try:
+        quantized = nncf.quantize(
+            ov_model,
+            nncf.Dataset(feeds),
+            subset_size=len(feeds),
+            model_type=model_type,
+        )
+    except Exception as error:
+        raise BuildError(
+            f"NNCF quantization failed: {_first_line(error)}",
+            "check that the calibration data fits the model inputs",
+        ) from error
+    record = {
+        "tool": "nncf",
+        "nncf_version": nncf.__version__,
+        "api": "nncf.quantize",
+        "model_type": "transformer" if transformer else None,
+        "calibration": options.calibration,
+        "calibration_samples": len(feeds),
+        "calibration_sha256": data.sha256(),
+    }
+    record["_feeds"] = feeds[:DRIFT_SAMPLES]
+    return quantized, record
+
+
+def _reference_runner(model: BuildInput) -> RunFn:
+    if model.kind == "torch":
+        from dlopt.torch_io import run_torch
+
+        module = model.loaded.module
+        return lambda feed: run_torch(module, feed, model.specs)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model.path), providers=["CPUExecutionProvider"])
+    runtime_names = [node.name for node in session.get_outputs()]
+    stable = model.output_names
+    names = stable if stable and len(stable) == len(runtime_names) else runtime_names
+
+    def run(feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(names, session.run(runtime_names, dict(feed)), strict=True))
+
+    return run
+
+
+def _calibration_drift(
+    reference: RunFn, candidate: RunFn, quantization: dict[str, Any]
+) -> dict[str, Any]:
+    """Drift of the INT8 IR from its source on calibration samples (random inputs would be
+    out of distribution and say nothing about a quantized model)."""
+    from dlopt.harness.drift import drift
+
+    feeds = quantization.pop("_feeds")
+    expected: dict[str, list[np.ndarray]] = {}
+    actual: dict[str, list[np.ndarray]] = {}
+    for feed in feeds:
+        for store, run in ((expected, reference), (actual, candidate)):
+            for name, value in run(feed).items():
+                store.setdefault(name, []).append(np.asarray(value))
+    return {
+        "samples": len(feeds),
+        "outputs": {
+            name: drift(np.concatenate(actual[name]), np.concatenate(values)).to_dict()
+            for name, values in expected.items()
+        },
+    }
+
+
+def _within(ranges: Mapping[str, ShapeRange], run: RunFn) -> RunFn:
+    """The reference, refusing shapes outside the built ranges (parity lists them as skipped)."""
+
+    def checked(feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        for name, shape_range in ranges.items():
+            shape = feed[name].shape
+            if not all(
+                a <= s <= b for a, s, b in zip(shape_range.min, shape, shape_range.max, strict=True)
+            ):
+                raise ValueError(f"{name}{list(shape)} is outside the built range {shape_range}")
+        return run(feed)
+
+    return checked
+
+
+def _ir_runner(path: Path, properties: Mapping[str, Any], names: Sequence[str] | None) -> RunFn:
+    import openvino as ov
+
+    config = {key: value for key, value in properties.items() if key != "device"}
+    compiled = ov.Core().compile_model(str(path), properties["device"], config)
+    ports = list(compiled.outputs)
+    output_names = (
+        list(names) if names and len(names) == len(ports) else [p.get_any_name() for p in ports]
+    )
+
+    def run(feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = compiled(dict(feed))
+        return {
+            name: np.asarray(results[port]) for name, port in zip(output_names, ports, strict=True)
+        }
+
+    return run
+
+
+def _parity_message(parity: ParityReport, path: Path) -> str:
+    row = parity.first_failure()
+    if row is None:
+        return f"the IR {path} could not be checked at any shape"
+    if row.note:
+        return f"the IR {path} fails at {row.shapes}: {row.note}"
+    return (
+        f"the IR {path} diverges from its source: output {row.output} at {row.shapes} has max "
+        f"abs error {row.max_abs_error:.3g} (atol {row.atol:g}, rtol {row.rtol:g}); it is kept "
+        "and marked failed"
+    )
+
+
+def _parity_hint(options: BuildOptions) -> str:
+    if options.shapes or options.static_shapes:
+        return "check the --shapes ranges against what the model supports"
+    return "rebuild from the ONNX export (dlopt export -f onnx), or report the model"
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0][:240] if lines else ''}"
