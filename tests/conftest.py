@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# CI machines are shared: generation speed and per-example time say nothing about correctness.
+settings.register_profile("dlopt", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("dlopt")
 
 ROOT = Path(__file__).resolve().parent.parent
 
