@@ -12,6 +12,7 @@ from dlopt.commands import build as build_command
 from dlopt.commands import export as export_command
 from dlopt.commands import gate as gate_command
 from dlopt.commands import prune as prune_command
+from dlopt.commands import quantize as quantize_command
 from dlopt.commands import report as report_command
 
 app = typer.Typer(
@@ -42,6 +43,7 @@ def _root(
 
 
 app.command("export", epilog=export_command.EXAMPLES)(export_command.export)
+app.command("quantize", epilog=quantize_command.EXAMPLES)(quantize_command.quantize)
 app.command("bench", epilog=bench_command.EXAMPLES)(bench_command.bench)
 app.command("backends", epilog=backends_command.EXAMPLES)(backends_command.backends)
 app.command("gate", epilog=gate_command.EXAMPLES)(gate_command.gate)

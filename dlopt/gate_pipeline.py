@@ -64,7 +64,7 @@ def run_gate(
     say = progress or (lambda message: None)
     variants = _selected(config.variants, only)
     for variant in variants:
-        check_recipe(variant, config.path.resolve().parent)
+        check_recipe(variant, config)
     baseline_report = read_report(baseline) if baseline else None
     ensure_writable_dir(output_dir)
     say("exporting the FP32 reference")

@@ -14,22 +14,25 @@ if TYPE_CHECKING:
     from dlopt.gate_config import GateConfig, VariantConfig
 
 
-def check_recipe(variant: VariantConfig, base: Path) -> None:
+def check_recipe(variant: VariantConfig, config: GateConfig) -> None:
     """Validate a recipe's keys and values before any work starts; raises ConfigError."""
-    _options(variant, base)
+    _options(variant, config.path.resolve().parent, config.data.calibration)
 
 
 def make_variant(variant: VariantConfig, reference: Path, config: GateConfig, folder: Path) -> Path:
     """Run the recipe (on the FP32 reference ONNX, or on the model source for pruning) and
     return the artifact it made. Raises DloptError when the step fails."""
-    base = config.path.resolve().parent
-    options = _options(variant, base)
+    options = _options(variant, config.path.resolve().parent, config.data.calibration)
     if variant.kind == "prune":
         from dlopt.optimize.prune import prune_model
 
         weights = Path(config.model.weights) if config.model.weights else None
         result = prune_model(config.model.source, folder, config.model.inputs, weights, options)
         return next(a.path for a in result.artifacts if a.format == "onnx")
+    if variant.kind == "quantize":
+        from dlopt.optimize.quantize import quantize_model
+
+        return quantize_model(str(reference), folder, options).path
     if variant.kind == "build":
         from dataclasses import replace
 
@@ -41,12 +44,22 @@ def make_variant(variant: VariantConfig, reference: Path, config: GateConfig, fo
     raise ConfigError(f"variant {variant.name!r}: {variant.kind} recipes are not available yet")
 
 
-def _options(variant: VariantConfig, base: Path) -> Any:
+def _options(variant: VariantConfig, base: Path, config_calibration: str | None) -> Any:
     """The step's options object for a recipe; a bad key or value is a ConfigError."""
     if variant.kind == "prune":
         from dlopt.optimize.prune import PruneOptions
 
         return _build(PruneOptions, variant, _prune_fields(variant.recipe, base))
+    if variant.kind == "quantize":
+        from dlopt.optimize.quantize import QuantizeOptions
+
+        fields = dict(variant.recipe)
+        calibration = fields.get("calibration") or config_calibration
+        if calibration and fields.get("mode", "static") == "static":
+            fields["calibration"] = _resolve(str(calibration), base)
+        if isinstance(fields.get("exclude"), list):
+            fields["exclude"] = tuple(fields["exclude"])
+        return _build(QuantizeOptions, variant, fields)
     if variant.kind == "build":
         from dlopt.optimize.build import BuildOptions
 
@@ -58,7 +71,7 @@ def _options(variant: VariantConfig, base: Path) -> Any:
         return _build(BuildOptions, variant, fields)
     raise ConfigError(
         f"variant {variant.name!r}: {variant.kind} recipes are not available yet",
-        "use a prune or build recipe",
+        "use a quantize, prune or build recipe",
     )
 
 
