@@ -159,7 +159,7 @@ def test_crashing_variant_fails_closed_with_exit_1(tmp_path: Path) -> None:
     )
     calibration = f"{tmp_path / 'broken_data.py'}:calibration"
     config = BASE_CONFIG + (
-        "\n[[variants]]\nname = \"ov-int8\"\n"
+        '\n[[variants]]\nname = "ov-int8"\n'
         f'build = {{ backend = "openvino", precision = "int8", calibration = "{calibration}" }}\n'
     )
 
