@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
@@ -26,6 +27,13 @@ from dlopt.errors import ArtifactError
 
 MANIFEST_SUFFIX = ".dlopt.json"
 MANIFEST_SCHEMA_VERSION = 1
+# Write failures that the user fixes, not dlopt: errno -> what to do about it.
+WRITE_FAILURE_HINTS = {
+    errno.ENOSPC: "free disk space there, or choose another output folder (-o)",
+    errno.EDQUOT: "free space within your disk quota, or choose another output folder (-o)",
+    errno.EROFS: "the filesystem is read-only: choose another output folder (-o)",
+    errno.EACCES: "choose a folder you can write to (-o)",
+}
 _TRACKED_TOOLS = (
     "torch",
     "onnx",
@@ -142,7 +150,10 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 @contextlib.contextmanager
 def atomic_output(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; on success rename it over `path`, else delete it."""
+    """Yield a temporary path next to `path`; on success rename it over `path`, else delete it.
+
+    A write that fails for lack of space or permission becomes an ArtifactError naming `path`.
+    """
     ensure_writable_dir(path.parent)
     handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
@@ -152,21 +163,64 @@ def atomic_output(path: Path) -> Iterator[Path]:
         # mkstemp makes 0600 files; give the result the permissions a plain open() would.
         os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(OSError):
             temporary.unlink()
+        failure = write_failure(error, path)
+        if failure is not None:
+            raise failure from error
         raise
 
 
 @contextlib.contextmanager
 def staging_dir(final_dir: Path) -> Iterator[Path]:
-    """A temporary folder beside `final_dir` for multi-file outputs; removed afterwards."""
+    """A temporary folder beside `final_dir` for multi-file outputs; removed afterwards.
+
+    A write that fails for lack of space or permission becomes an ArtifactError naming
+    `final_dir` (see `write_failure`).
+    """
     ensure_writable_dir(final_dir)
     temporary = Path(tempfile.mkdtemp(prefix=".dlopt-staging-", dir=final_dir))
     try:
         yield temporary
+    except Exception as error:
+        failure = write_failure(error, final_dir)
+        if failure is not None:
+            raise failure from error
+        raise
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
+
+
+def write_failure(error: BaseException, target: Path) -> ArtifactError | None:
+    """An ArtifactError naming `target` when writing it failed for a reason the user fixes.
+
+    Looks through `error` and its causes (exporters wrap the OSError) for an OSError whose errno
+    is in WRITE_FAILURE_HINTS (disk full, over quota, read-only, not writable). Returns None when
+    there is none, or for an EACCES on a file outside `target` (reading an input is not writing
+    the output). A staging folder re-labels its inner failures with the final folder's name.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in WRITE_FAILURE_HINTS:
+            if current.errno == errno.EACCES and not _concerns(current, target):
+                return None
+            return ArtifactError(
+                f"cannot write {target}: {current.strerror or current}",
+                WRITE_FAILURE_HINTS[current.errno],
+            )
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _concerns(error: OSError, target: Path) -> bool:
+    """Whether the OSError is about `target` or a file inside its folder (or names no file)."""
+    if not error.filename:
+        return True
+    folder = target if target.is_dir() else target.parent
+    return Path(os.fsdecode(error.filename)).resolve().is_relative_to(folder.resolve())
 
 
 def ensure_writable_dir(directory: Path) -> None:

@@ -71,3 +71,10 @@ class ArtifactError(DloptError):
 
 class PruneError(DloptError):
     """Pruning options are invalid, or the model cannot be pruned as asked."""
+
+
+class BudgetNotMetError(DloptError):
+    """An accuracy budget (`--max-drift`) cannot be met; nothing that looks like a success is
+    left behind. Exit 1, like a failed gate."""
+
+    exit_code = ExitCode.GATE_FAILED

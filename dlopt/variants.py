@@ -57,8 +57,11 @@ def _options(variant: VariantConfig, base: Path, config_calibration: str | None)
         calibration = fields.get("calibration") or config_calibration
         if calibration and fields.get("mode", "static") == "static":
             fields["calibration"] = _resolve(str(calibration), base)
-        if isinstance(fields.get("exclude"), list):
-            fields["exclude"] = tuple(fields["exclude"])
+        if fields.get("evaluation"):
+            fields["evaluation"] = _resolve(str(fields["evaluation"]), base)
+        for key in ("exclude", "max_drift"):
+            if isinstance(fields.get(key), list):
+                fields[key] = tuple(fields[key])
         return _build(QuantizeOptions, variant, fields)
     if variant.kind == "build":
         from dlopt.optimize.build import BuildOptions

@@ -44,13 +44,20 @@ class OpenVinoBackend:
         info = describe_artifact(artifact)
         if info.format not in self.formats:
             raise unsupported_format(self.name, info, self.formats)
-        hint = options.precision_hint or DEFAULT_PRECISION_HINT
+        hint = options.precision_hint or _recorded_hint(info) or DEFAULT_PRECISION_HINT
         if hint not in PRECISION_HINTS:
             raise BackendError(
                 f"unknown OpenVINO precision hint {hint!r}",
                 f"use one of {', '.join(PRECISION_HINTS)}",
             )
         return OpenVinoSession(info, options, hint)
+
+
+def _recorded_hint(info: ArtifactInfo) -> str | None:
+    """The precision hint the IR's manifest says it was made for (a bf16 IR records bf16)."""
+    recipe = (info.manifest or {}).get("recipe") or {}
+    hint = (recipe.get("compile_properties") or {}).get("INFERENCE_PRECISION_HINT")
+    return hint if isinstance(hint, str) else None
 
 
 class OpenVinoSession(CheckedSession):

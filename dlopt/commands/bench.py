@@ -85,6 +85,17 @@ def bench(
         Path, typer.Option("--output", "-o", help="Folder for worker jobs, logs and outputs.")
     ] = Path("reports/bench"),
     seed: Annotated[int, typer.Option(help="Seed of synthetic data.")] = 0,
+    memory_limit: Annotated[
+        int | None,
+        typer.Option(
+            "--memory-limit",
+            metavar="MB",
+            help="Cap each worker's address space at MB (RLIMIT_AS, imports included): a model "
+            "that allocates past it fails its row as out of memory instead of exhausting the "
+            "machine. Virtual memory counts, so leave headroom over the expected peak RSS.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Measure each model on each backend, each pair in a fresh worker process.
 
@@ -115,6 +126,7 @@ def bench(
         weights=str(weights) if weights else None,
         timeout_s=timeout,
         seed=seed,
+        memory_limit_mb=memory_limit,
     )
     console = Console(stderr=True)
     with console.status("benchmarking") as status:

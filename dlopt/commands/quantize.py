@@ -1,4 +1,5 @@
-"""`dlopt quantize`: INT8 ONNX for ONNX Runtime, then a speed check against the FP32 parent."""
+"""`dlopt quantize`: INT8, FP16 or bf16 artifacts for a target runtime, checked for drift against
+the FP32 parent, then a speed check against it."""
 
 from __future__ import annotations
 
@@ -17,34 +18,87 @@ Examples:
 
   dlopt quantize out/text_transformer/model.onnx --mode dynamic -o out/text_int8
 
-  dlopt quantize out/cnn/model.onnx --calibration calib.npz --method entropy --exclude Gemm
+  dlopt quantize out/digits_cnn/model.onnx --target openvino \\
+      --calibration models/digits_cnn/data.py:calibration \\
+      --eval sample:digits_cnn:evaluation --max-drift accuracy_drop=0.01
+
+  dlopt quantize out/digits_cnn/model.onnx --mode fp16 -o out/digits_cnn_fp16
+
+  dlopt quantize models/text_transformer/model.py:create_model \\
+      --weights models/text_transformer/weights.pt --target torch --mode dynamic
 """
 
 
 @report_errors
 def quantize(
-    model: Annotated[str, typer.Argument(help="The FP32 ONNX model (e.g. from dlopt export).")],
-    mode: Annotated[str, typer.Option(help="dynamic or static (U8S8 QDQ, needs calibration).")] = (
-        "static"
-    ),
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="The FP32 ONNX model (e.g. from dlopt export); for --target torch a torch "
+            "source (file.py:factory with --weights)."
+        ),
+    ],
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="static (INT8, needs --calibration), dynamic (INT8 weights), fp16 or bf16."
+        ),
+    ] = "static",
     target: Annotated[
         str,
         typer.Option(
-            help="onnxruntime. (OpenVINO INT8: dlopt build --backend openvino --precision int8.)"
+            help="onnxruntime (U8S8 QDQ), tensorrt (S8S8 Q/DQ ONNX, or FP16 ONNX), openvino "
+            "(NNCF INT8 IR; fp16/bf16 IRs), torch (dynamic INT8 TorchScript with the "
+            "DEPRECATED torch.ao.quantization)."
         ),
     ] = "onnxruntime",
     calibration: Annotated[
-        str | None, typer.Option(help="Calibration data: .npz, .npy folder, file.py:function.")
+        str | None,
+        typer.Option(help="Calibration data: .npz, .npy folder, file.py:function, sample:NAME."),
     ] = None,
     calibration_size: Annotated[int, typer.Option(help="Calibration samples.")] = 300,
-    method: Annotated[str, typer.Option(help="minmax, entropy or percentile.")] = "minmax",
+    method: Annotated[
+        str, typer.Option(help="Calibration method (ONNX targets): minmax, entropy, percentile.")
+    ] = "minmax",
     per_channel: Annotated[
         bool, typer.Option("--per-channel/--per-tensor", help="Per-channel weight scales.")
     ] = True,
     exclude: Annotated[
         list[str] | None,
-        typer.Option(help="Keep this node (by name) or op type in float; repeatable."),
+        typer.Option(
+            help="Keep this node (by name) or op type in float; repeatable. ONNX targets: "
+            "ONNX names/op types (Gemm); openvino: OpenVINO ones (MatMul)."
+        ),
     ] = None,
+    evaluation: Annotated[
+        str | None,
+        typer.Option(
+            "--eval",
+            help="Data to measure drift on (default: the calibration data). Labels enable "
+            "accuracy_drop.",
+        ),
+    ] = None,
+    evaluation_size: Annotated[int, typer.Option("--eval-size", help="Evaluation samples.")] = 300,
+    max_drift: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Budget METRIC=VALUE, repeatable: accuracy_drop, cosine, top1_agreement, "
+            "sqnr_db, relative_l2_error, max_abs_error. Over budget, layers go back to float "
+            "until it holds; if it never does: exit 1 and nothing written. Needs --eval.",
+        ),
+    ] = None,
+    model_type: Annotated[
+        str,
+        typer.Option(help="auto, transformer or other (NNCF's transformer scheme; openvino)."),
+    ] = "auto",
+    weights: Annotated[
+        Path | None, typer.Option(help="State dict for a torch source (--target torch).")
+    ] = None,
+    input_specs: Annotated[
+        list[str] | None,
+        typer.Option("--input", help="Input spec for a torch source, NAME:DIMS[:DTYPE]."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for synthetic data.")] = 0,
     speed_check: Annotated[
         bool,
         typer.Option(
@@ -53,15 +107,19 @@ def quantize(
         ),
     ] = True,
     output_dir: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Output folder. Default: out/<name>_int8.")
+        Path | None,
+        typer.Option("--output", "-o", help="Output folder. Default: out/<name>_<precision>."),
     ] = None,
 ) -> None:
-    """Quantize an FP32 ONNX model to INT8 with onnxruntime.quantization.
+    """Quantize an FP32 model for a target runtime, with the library made for it.
 
-    Static: QDQ with QUInt8 activations and QInt8 weights (U8S8: ORT's default S8S8 runs slower
-    than FP32 on x86), calibrated on --calibration. Dynamic: QInt8 weights, per channel. Then
-    benches the result against its parent on ONNX Runtime, interleaved, and prints the speedup
-    with its 95% interval; says so loudly when it is not faster.
+    onnxruntime: onnxruntime.quantization; static is QDQ with QUInt8 activations and QInt8
+    weights (ORT's default S8S8 runs slower than FP32 on x86), dynamic is QInt8 weights per
+    channel. openvino: NNCF, nncf.quantize_with_accuracy_control under --max-drift. tensorrt:
+    the Q/DQ or FP16 ONNX a TensorRT engine is built from (dlopt build --backend tensorrt).
+    Drift against the FP32 parent goes into the manifest. Then the result is benched against
+    its parent, interleaved, and the speedup printed with its 95% interval; it says so loudly
+    when the result is not faster.
     """
     from rich.console import Console
 
@@ -75,42 +133,84 @@ def quantize(
         method=method,
         per_channel=per_channel,
         exclude=tuple(exclude or ()),
+        evaluation=evaluation,
+        evaluation_size=evaluation_size,
+        max_drift=tuple(max_drift or ()),
+        model_type=model_type,
+        seed=seed,
     )
-    folder = output_dir or Path("out") / f"{Path(model).parent.name or 'model'}_int8"
+    name = Path(model.split(":")[0]).parent.name or "model"
+    folder = output_dir or Path("out") / f"{name}_{options.precision()}"
     console = Console(stderr=True)
     with console.status("quantizing") as status:
-        result = quantize_model(model, folder, options, progress=status.update)
-    Console().print(f"[green]wrote[/green] {result.path}  (manifest {result.manifest_path.name})")
+        result = quantize_model(
+            model, folder, options, status.update, weights, tuple(input_specs or ())
+        )
+    out = Console()
+    out.print(f"[green]wrote[/green] {result.path}  (manifest {result.manifest_path.name})")
+    drift = result.details.get("drift", {})
+    summary = ", ".join(
+        f"{key} {drift[key]:.4g}"
+        for key in ("accuracy_drop", "cosine", "top1_agreement", "sqnr_db")
+        if isinstance(drift.get(key), float)
+    )
+    if summary:
+        out.print(f"drift against FP32 on {drift.get('samples')} samples: {summary}")
     if speed_check:
-        _speed_check(model, result.path, folder / "speed_check", console)
+        _speed_check(model, result.path, folder / "speed_check", options, weights, input_specs)
 
 
-def _speed_check(parent: str, quantized: Path, folder: Path, console: object) -> None:
+def _speed_check(
+    parent: str,
+    quantized: Path,
+    folder: Path,
+    options: object,
+    weights: Path | None,
+    input_specs: list[str] | None,
+) -> None:
     from rich.console import Console
 
     from dlopt.harness.bench import BenchSettings, run_bench
 
+    target = getattr(options, "target", "onnxruntime")
+    backend = {"openvino": "openvino", "torch": "torch"}.get(target, "onnxruntime")
+    # The FP32 parent runs on ONNX Runtime for every ONNX-based target: the baseline a user
+    # would ship without dlopt.
+    backends = ("onnxruntime", "openvino") if backend == "openvino" else (backend,)
     out = Console()
+    if target == "tensorrt":
+        out.print("speed check skipped: build the TensorRT engine first (dlopt build)")
+        return
     with Console(stderr=True).status("speed check against the FP32 parent"):
+        if target == "torch":
+            # Like against like: the FP32 model as TorchScript, traced the same way.
+            from dlopt.optimize.export import ExportOptions, export_model
+
+            exported = export_model(
+                parent,
+                folder / "fp32",
+                tuple(input_specs or ()),
+                weights,
+                ExportOptions(("torchscript",)),
+            )
+            parent = str(exported[0].path)
         report = run_bench(
             [parent, str(quantized)],
-            BenchSettings(backends=("onnxruntime",), reference=parent, min_time_s=2.0),
+            BenchSettings(backends=backends, reference=parent, min_time_s=2.0),
             folder,
         )
-    row = report.row(str(quantized), "onnxruntime")
+    row = report.row(str(quantized), backend)
     ratio = row.latency_ratio_to_reference
     if row.status != "ok" or not ratio:
         out.print(f"[red]speed check failed[/red]: {row.reason}")
         return
     low, high = ratio["ci95"]
     speedup, slow, fast = 1 / ratio["median_ratio"], 1 / high, 1 / low
+    where = f"{backend} vs FP32 on {backends[0]}"
     if fast < 1.0:
         out.print(
-            f"[bold red]NOT FASTER[/bold red]: the INT8 model runs at {speedup:.2f}x the "
-            f"FP32 speed [{slow:.2f}, {fast:.2f}] on ONNX Runtime"
+            f"[bold red]NOT FASTER[/bold red]: the {quantized.name} runs at {speedup:.2f}x the "
+            f"FP32 speed [{slow:.2f}, {fast:.2f}] ({where})"
         )
     else:
-        out.print(
-            f"speedup on ONNX Runtime: {speedup:.2f}x [95% CI {slow:.2f}, {fast:.2f}] "
-            "(interleaved with the FP32 parent)"
-        )
+        out.print(f"speedup: {speedup:.2f}x [95% CI {slow:.2f}, {fast:.2f}] ({where}, interleaved)")

@@ -38,6 +38,8 @@ from dlopt.harness.worker import RESULT_FILE, JobModel, WorkerJob
 BENCH_SCHEMA_VERSION = 1
 DEFAULT_TIMEOUT_S = 900.0
 STATUSES = ("ok", "failed", "skipped")
+# How a worker under a memory limit can die when native code fails to allocate.
+_OUT_OF_MEMORY_SIGNALS = (signal.SIGKILL, signal.SIGABRT, signal.SIGSEGV, signal.SIGBUS)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class BenchSettings:
     timeout_s: float = DEFAULT_TIMEOUT_S
     warmup: WarmupPolicy = field(default_factory=WarmupPolicy)
     seed: int = 0
+    # Each worker's address-space cap (RLIMIT_AS, imports included); None: no cap.
+    memory_limit_mb: int | None = None
 
     def __post_init__(self) -> None:
         positive = {
@@ -64,6 +68,7 @@ class BenchSettings:
             "threads": self.threads,
             "iterations": self.iterations,
             "eval_limit": self.eval_limit,
+            "memory_limit_mb": self.memory_limit_mb,
         }
         for name, value in positive.items():
             if value is not None and value < 1:
@@ -271,6 +276,7 @@ def _job(
         min_time_s=settings.min_time_s,
         warmup=asdict(settings.warmup),
         seed=settings.seed,
+        memory_limit_mb=settings.memory_limit_mb,
     )
 
 
@@ -298,6 +304,8 @@ def _run_worker(job: WorkerJob, timeout_s: float, row: BenchRow) -> dict[str, An
     if returncode < 0:
         name = _signal_name(-returncode)
         hint = " (out of memory?)" if -returncode == signal.SIGKILL else ""
+        if job.memory_limit_mb is not None and -returncode in _OUT_OF_MEMORY_SIGNALS:
+            hint = f" (out of memory? the worker's memory limit is {job.memory_limit_mb} MB)"
         row.status, row.reason = "failed", f"worker crashed: killed by {name}{hint}"
         return None
     result_path = directory / RESULT_FILE

@@ -56,6 +56,7 @@ class WorkerJob:
     min_time_s: float = 2.0
     warmup: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    memory_limit_mb: int | None = None
     schema: str = JOB_SCHEMA
 
     def to_json(self) -> str:
@@ -73,6 +74,7 @@ def main(argv: list[str]) -> int:
     output_dir = Path(job.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     try:
+        limit_memory(job.memory_limit_mb)
         result = run_job(job)
     except Exception as error:
         from dlopt.errors import DloptError
@@ -82,6 +84,10 @@ def main(argv: list[str]) -> int:
             if isinstance(error, DloptError)
             else f"{type(error).__name__}: {error}"
         )
+        if _is_out_of_memory(error):
+            limit = job.memory_limit_mb
+            within = f" (the worker's memory limit is {limit} MB)" if limit else ""
+            message = f"ran out of memory{within}: {message.strip().splitlines()[0][:300]}"
         result = {
             "status": "failed",
             "error": message,
@@ -89,6 +95,35 @@ def main(argv: list[str]) -> int:
         }
     _write_json(output_dir / RESULT_FILE, result)
     return 0
+
+
+def limit_memory(limit_mb: int | None) -> None:
+    """Cap this process's address space (RLIMIT_AS) at `limit_mb`; None leaves it as it is.
+
+    A model that allocates past the cap gets a failed allocation (MemoryError, or the
+    runtime's own allocation error) in this worker instead of pushing the machine into swap or
+    the OOM killer. Called in the worker process only: never in the parent or in tests.
+    """
+    if limit_mb is None:
+        return
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = limit_mb * 1024 * 1024
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+# How runtimes word a failed allocation (torch, onnxruntime and C++ std::bad_alloc, errno 12).
+_OUT_OF_MEMORY_MARKERS = ("can't allocate memory", "cannot allocate memory", "bad_alloc")
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    if isinstance(error, MemoryError):
+        return True
+    text = str(error).lower()
+    return any(marker in text for marker in _OUT_OF_MEMORY_MARKERS)
 
 
 def run_job(job: WorkerJob) -> dict[str, Any]:

@@ -13,6 +13,7 @@ on CPUs with bf16 OpenVINO would otherwise run in bf16).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,9 @@ DRIFT_SAMPLES = 32
 # Ops that mark an attention block (an SDPA export converts to ScaledDotProductAttention).
 ATTENTION_OPS = frozenset({"Softmax", "SoftMax", "ScaledDotProductAttention"})
 PARITY_TOLERANCES = {"fp32": DEFAULT_TOLERANCES["float32"], "fp16": Tolerance(2e-2, 2e-2)}
+# OpenVINO's generated node names: op type, underscore, a process-wide instance counter.
+GENERATED_NAME = re.compile(r"([A-Z][A-Za-z0-9]*)_\d+")
+GENERATED_MODEL_NAME = re.compile(r"Model\d+")
 
 
 def build_openvino_ir(
@@ -51,11 +55,20 @@ def build_openvino_ir(
     if options.precision == "int8":
         ov_model, quantization = _quantize(ov_model, specs, options, say)
     weights_fp16 = options.weights_fp16()
+    number_generated_names(ov_model)  # the same inputs give the same bytes, in any process
     final_path = output_dir / "model.xml"
     with staging_dir(output_dir) as staging:
         staged = staging / "model.xml"
         say("saving the IR")
-        ov.save_model(ov_model, str(staged), compress_to_fp16=weights_fp16)
+        try:
+            ov.save_model(ov_model, str(staged), compress_to_fp16=weights_fp16)
+        except RuntimeError as error:
+            # OpenVINO's C++ writer reports a full disk as "basic_ios::clear: iostream error".
+            raise BuildError(
+                f"cannot save the IR to {output_dir}: {_first_line(error)}",
+                "free disk space there or choose a folder you can write to (-o); if neither is "
+                "the cause, report the model",
+            ) from error
         compile_properties = openvino_compile_properties(options.precision_hint)
         reference = _within(ranges, _reference_runner(model))
         candidate = _ir_runner(staged, compile_properties, model.output_names)
@@ -69,32 +82,38 @@ def build_openvino_ir(
                 reference, candidate, specs, PARITY_TOLERANCES[options.precision], options.seed
             )
             checks = {"parity": parity.to_dict()}
-        # Model file last: a reader never finds a model.xml whose .bin is not there yet.
+        manifest = Manifest(
+            format="openvino_ir",
+            file=final_path.name,
+            precision=options.precision,
+            status="failed" if parity is not None and not parity.passed else "ok",
+            inputs=[spec.to_dict() for spec in specs],
+            outputs=list(model.output_names or []),
+            source=dict(model.manifest.get("source", {}))
+            if model.manifest
+            else {"ref": model.text},
+            parent=parent_record(model),
+            recipe={
+                "step": "build",
+                "backend": "openvino",
+                "precision": options.precision,
+                "converted_from": model.kind,
+                "weights_compressed_to_fp16": weights_fp16,
+                "shapes": {name: r.to_dict() for name, r in ranges.items()},
+                "static_shapes": options.static_shapes,
+                "quantization": quantization or None,
+                "compile_properties": compile_properties,
+            },
+            checks=checks,
+        )
+        staged_manifest = write_manifest(staged, manifest)
+        # The manifest is written in staging too: a failed write (a full disk) leaves an earlier
+        # IR in output_dir as it was. Model file last: a reader never finds a model.xml whose
+        # .bin is not there yet.
+        manifest_path = output_dir / staged_manifest.name
+        os.replace(staged_manifest, manifest_path)
         os.replace(staging / "model.bin", output_dir / "model.bin")
         os.replace(staged, final_path)
-    manifest = Manifest(
-        format="openvino_ir",
-        file=final_path.name,
-        precision=options.precision,
-        status="failed" if parity is not None and not parity.passed else "ok",
-        inputs=[spec.to_dict() for spec in specs],
-        outputs=list(model.output_names or []),
-        source=dict(model.manifest.get("source", {})) if model.manifest else {"ref": model.text},
-        parent=parent_record(model),
-        recipe={
-            "step": "build",
-            "backend": "openvino",
-            "precision": options.precision,
-            "converted_from": model.kind,
-            "weights_compressed_to_fp16": weights_fp16,
-            "shapes": {name: r.to_dict() for name, r in ranges.items()},
-            "static_shapes": options.static_shapes,
-            "quantization": quantization or None,
-            "compile_properties": compile_properties,
-        },
-        checks=checks,
-    )
-    manifest_path = write_manifest(final_path, manifest)
     if parity is not None and not parity.passed:
         raise BuildError(_parity_message(parity, final_path), _parity_hint(options))
     return BuildResult(
@@ -135,6 +154,32 @@ def reshaped_specs(
         dims = tuple(Dim(size, None) for size in shape_range.opt)
         result.append(TensorSpec(spec.name, dims, spec.dtype, spec.value_range))
     return result
+
+
+def number_generated_names(ov_model: Any) -> None:
+    """Renumber generated names (`Reshape_330400`, `Model12`) by position in the graph, in place.
+
+    OpenVINO numbers unnamed nodes and models from process-wide counters, so the same build run
+    twice in one process (a gate, a notebook) wrote different model.xml files; numbered by
+    topological position they are byte-identical. Parameters and Results keep names that
+    OpenVINO did not make up (a user's `Input_1`). Call it just before `ov.save_model`.
+    """
+    if GENERATED_MODEL_NAME.fullmatch(ov_model.get_friendly_name()):
+        ov_model.set_friendly_name("Model")
+    ops = list(ov_model.get_ordered_ops())
+    renamed: dict[int, str] = {}
+    for index, op in enumerate(ops):
+        match = GENERATED_NAME.fullmatch(op.get_friendly_name())
+        kind = op.get_type_name()
+        if match and (kind not in ("Parameter", "Result") or match.group(1) == kind):
+            renamed[index] = match.group(1)
+    taken = {op.get_friendly_name() for index, op in enumerate(ops) if index not in renamed}
+    for index, prefix in renamed.items():
+        name = f"{prefix}_{index}"
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        ops[index].set_friendly_name(name)
 
 
 def _requested_ranges(specs: Sequence[TensorSpec], options: BuildOptions) -> dict[str, ShapeRange]:

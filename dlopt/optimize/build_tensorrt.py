@@ -14,6 +14,7 @@ them, `require_tensorrt` raises a BackendError that says exactly what is missing
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,14 @@ def convert_onnx_to_fp16(source: Path, target: Path, converter: str) -> None:
     elif converter == "onnxconverter-common":
         from onnxconverter_common import float16
 
-        converted = float16.convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+        # A float32 Cast left in the graph (e.g. a mask's `.to(torch.float32)`) would be typed
+        # float16 on the output and fail to load: keep Cast nodes as they are.
+        block = [*float16.DEFAULT_OP_BLOCK_LIST, "Cast"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "number truncated" for every tiny weight
+            converted = float16.convert_float_to_float16(
+                onnx.load(str(source)), keep_io_types=True, op_block_list=block
+            )
     else:
         raise ConfigError(f"unknown FP16 converter {converter!r}")
     onnx.save(converted, str(target))

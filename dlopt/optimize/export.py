@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from dlopt.artifacts import Manifest, staging_dir, write_manifest
+from dlopt.artifacts import Manifest, manifest_path, staging_dir, write_manifest
 from dlopt.errors import ExportError, InputSpecError
 from dlopt.optimize.parity import ParityReport, Tolerance, check_parity
 from dlopt.sources import LoadedModel, load_torch_model
@@ -203,25 +203,26 @@ def _export_onnx(
         parity = check_parity(
             reference, _onnx_runner(staged), specs, options.tolerance, seed=options.seed
         )
+        manifest = _manifest(
+            "onnx",
+            final_path,
+            loaded,
+            specs,
+            output_names,
+            parity,
+            recipe={
+                "exporter": options.exporter,
+                "opset_requested": options.opset,
+                "external_data": external_data,
+            },
+            opset=opset,
+        )
+        write_manifest(staged, manifest)
         _move_into_place(staging, output_dir)
-    manifest = _manifest(
-        "onnx",
-        final_path,
-        loaded,
-        specs,
-        output_names,
-        parity,
-        recipe={
-            "exporter": options.exporter,
-            "opset_requested": options.opset,
-            "external_data": external_data,
-        },
-        opset=opset,
-    )
     return ExportResult(
         "onnx",
         final_path,
-        write_manifest(final_path, manifest),
+        manifest_path(final_path),
         parity,
         {"opset": opset, "exporter": options.exporter},
     )
@@ -356,20 +357,21 @@ def _export_torchscript(
             options.tolerance,
             seed=options.seed,
         )
+        manifest = _manifest(
+            "torchscript",
+            final_path,
+            loaded,
+            specs,
+            output_names,
+            parity,
+            recipe={"mode": options.torchscript_mode},
+        )
+        write_manifest(staged, manifest)
         _move_into_place(staging, output_dir)
-    manifest = _manifest(
-        "torchscript",
-        final_path,
-        loaded,
-        specs,
-        output_names,
-        parity,
-        recipe={"mode": options.torchscript_mode},
-    )
     return ExportResult(
         "torchscript",
         final_path,
-        write_manifest(final_path, manifest),
+        manifest_path(final_path),
         parity,
         {"mode": options.torchscript_mode},
     )
@@ -392,8 +394,10 @@ def _quiet_exporter() -> Iterator[None]:
 
 
 def _move_into_place(staging: Path, output_dir: Path) -> None:
-    # os.replace is atomic per file; the model file goes last so that a reader never finds a
-    # model.onnx whose external data is not there yet.
+    # Everything, the manifest included, is written in staging first: a write that fails (a full
+    # disk) leaves an earlier artifact in output_dir as it was. os.replace is atomic per file;
+    # the model file goes last so that a reader never finds a model.onnx whose external data
+    # is not there yet.
     files = sorted(staging.iterdir(), key=lambda p: p.suffix in (".onnx", ".ts"))
     for path in files:
         os.replace(path, output_dir / path.name)

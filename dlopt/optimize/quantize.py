@@ -1,44 +1,88 @@
-"""`quantize_model`: INT8 ONNX for ONNX Runtime with `onnxruntime.quantization` (glue only).
+"""`quantize_model`: an FP32 model in, a smaller-precision artifact with its manifest out.
 
-- dynamic: `quantize_dynamic`, QInt8 weights, per-channel by default (QUInt8 weights gave no
-  speedup and per-tensor lost accuracy on a MiniLM here: NOTES.md);
-- static: `quantize_static` in QDQ format with activations QUInt8 and weights QInt8 (U8S8):
-  ORT's default S8S8 QDQ ran slower than FP32 on x86 here, U8S8 ran 3x faster.
-ORT's pre-processing (shape inference, optimization) runs first; symbolic shape inference
-fails on transformer exports, so it falls back to `skip_symbolic_shape=True`, then to the
-unprocessed model. Calibration streams batches from any dlopt data source; its sha256 and
-sample count go into the manifest. The same model, data and options give the same bytes.
-
-Other targets (OpenVINO through NNCF, torch, TensorRT Q/DQ) and the accuracy-aware mode are
-not here yet: `dlopt build --backend openvino --precision int8` makes an NNCF INT8 IR.
+Each (target, mode) pair is glue over the library made for it:
+- onnxruntime, dynamic | static: `onnxruntime.quantization` (`quantize_onnxruntime`);
+- tensorrt, static: ORT's `quantize_static` writing the explicit S8S8 Q/DQ ONNX TensorRT builds
+  INT8 engines from (`dlopt build --backend tensorrt` makes the engine);
+- onnxruntime | tensorrt, fp16: onnxconverter-common's float16 conversion, I/O types kept;
+- openvino, static: NNCF (`quantize_openvino`), `quantize_with_accuracy_control` for budgets;
+- openvino, fp16 | bf16: an IR with FP16 weights / compiled with a bf16 precision hint;
+- torch, dynamic: `torch.ao.quantization.quantize_dynamic` to TorchScript (deprecated path).
+Drift against the FP32 parent is measured on evaluation data and recorded in the manifest;
+`max_drift` budgets make it a condition: over budget, the ONNX targets return the most
+sensitive nodes to float a group at a time, and a budget that still fails leaves nothing behind
+(BudgetNotMetError, exit 1). The same model, data and options give the same bytes.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlopt.artifacts import Manifest, read_manifest, sha256_file, staging_dir, write_manifest
-from dlopt.errors import ConfigError, DataError, DloptError
+from dlopt.artifacts import (
+    Manifest,
+    manifest_path,
+    read_manifest,
+    sha256_file,
+    staging_dir,
+    write_manifest,
+)
+from dlopt.errors import ConfigError
+from dlopt.optimize.accuracy_aware import DriftBudget, parse_budget
+from dlopt.optimize.quantize_check import Staged
+from dlopt.optimize.quantize_onnxruntime import QuantizeError
 from dlopt.specs import TensorSpec
 
-MODES = ("dynamic", "static")
-TARGETS = ("onnxruntime",)
+MODES = ("dynamic", "static", "fp16", "bf16")
+TARGETS = ("onnxruntime", "openvino", "tensorrt", "torch")
 METHODS = ("minmax", "entropy", "percentile")
-CALIBRATION_BATCH = 8
+MODEL_TYPES = ("auto", "transformer", "other")
 Progress = Callable[[str], None]
 
-
-class QuantizeError(DloptError):
-    """Quantization failed for a reason the user can act on."""
+# Why a (target, mode) pair is not offered, with what to use instead.
+UNSUPPORTED: dict[tuple[str, str], tuple[str, str]] = {
+    ("onnxruntime", "bf16"): (
+        "ONNX Runtime's CPU provider has no bf16 kernels for most operators",
+        "use --target openvino --mode bf16, or --mode fp16",
+    ),
+    ("openvino", "dynamic"): (
+        "OpenVINO has no dynamic-INT8 model format (its CPU plugin quantizes activations at "
+        "run time on its own)",
+        "use --target openvino --mode static (NNCF) with --calibration DATA",
+    ),
+    ("tensorrt", "dynamic"): (
+        "TensorRT builds INT8 engines only from explicit Q/DQ graphs",
+        "use --target tensorrt --mode static with --calibration DATA",
+    ),
+    ("tensorrt", "bf16"): (
+        "dlopt has no bf16 ONNX conversion for TensorRT yet",
+        "use --mode fp16",
+    ),
+    ("torch", "static"): (
+        "static INT8 for torch is torch.ao's deprecated FX flow, the least accurate variant here",
+        "use --target onnxruntime or --target openvino for static INT8",
+    ),
+    ("torch", "fp16"): (
+        "CPU torch runs fp16 slower than fp32",
+        "use --target onnxruntime --mode fp16 or --target openvino --mode fp16",
+    ),
+    ("torch", "bf16"): (
+        "a bf16 torch artifact is not offered; OpenVINO runs bf16 on this CPU",
+        "use --target openvino --mode bf16",
+    ),
+}
 
 
 @dataclass(frozen=True)
 class QuantizeOptions:
-    """How to quantize; validated on creation (ConfigError names field, value and choices)."""
+    """How to quantize; validated on creation (ConfigError names field, value and choices).
+
+    `evaluation` is the data drift is measured on (default: the calibration data, or random
+    inputs when there is none); `max_drift` holds `METRIC=VALUE` budgets and needs `evaluation`.
+    """
 
     mode: str = "static"
     target: str = "onnxruntime"
@@ -47,29 +91,57 @@ class QuantizeOptions:
     method: str = "minmax"
     per_channel: bool = True
     exclude: tuple[str, ...] = ()
+    evaluation: str | None = None
+    evaluation_size: int = 300
+    max_drift: tuple[str, ...] = ()
+    model_type: str = "auto"
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name, allowed in (("mode", MODES), ("target", TARGETS), ("method", METHODS)):
+        for name, allowed in (
+            ("mode", MODES),
+            ("target", TARGETS),
+            ("method", METHODS),
+            ("model_type", MODEL_TYPES),
+        ):
             value = getattr(self, name)
             if value not in allowed:
-                hint = f"use one of {', '.join(allowed)}"
-                if name == "target":
-                    hint += (
-                        "; for an NNCF INT8 OpenVINO IR use "
-                        "`dlopt build --backend openvino --precision int8`"
-                    )
-                raise ConfigError(f"quantize {name} {value!r} is not available", hint)
-        if self.calibration_size < 1:
-            raise ConfigError(
-                f"calibration_size {self.calibration_size} is out of range", "give at least 1"
-            )
+                raise ConfigError(
+                    f"quantize {name} {value!r} is not available",
+                    f"use one of {', '.join(allowed)}",
+                )
+        if (self.target, self.mode) in UNSUPPORTED:
+            reason, hint = UNSUPPORTED[(self.target, self.mode)]
+            raise ConfigError(f"--target {self.target} --mode {self.mode}: {reason}", hint)
+        for name in ("calibration_size", "evaluation_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(
+                    f"{name} {getattr(self, name)} is out of range", "give at least 1"
+                )
         if self.mode == "static" and not self.calibration:
             raise ConfigError(
                 "static quantization needs calibration data",
                 "pass --calibration DATA (e.g. models/digits_cnn/data.py:calibration)",
             )
         object.__setattr__(self, "exclude", tuple(self.exclude))
+        object.__setattr__(self, "max_drift", tuple(self.max_drift))
+        budgets = self.budgets()  # raises ConfigError on bad METRIC=VALUE
+        if budgets and not self.evaluation:
+            raise ConfigError(
+                "--max-drift needs evaluation data to measure drift on",
+                "pass --eval DATA (held-out data, with labels for accuracy_drop)",
+            )
+        if budgets and self.target == "torch":
+            raise ConfigError(
+                "--max-drift is not available for --target torch",
+                "drop --max-drift, or quantize for --target onnxruntime or openvino",
+            )
+
+    def budgets(self) -> list[DriftBudget]:
+        return [parse_budget(text) for text in self.max_drift]
+
+    def precision(self) -> str:
+        return "int8" if self.mode in ("dynamic", "static") else self.mode
 
 
 @dataclass
@@ -80,188 +152,113 @@ class QuantizeResult:
 
 
 def quantize_model(
-    model: str, output_dir: Path, options: QuantizeOptions, progress: Progress | None = None
+    model: str,
+    output_dir: Path,
+    options: QuantizeOptions,
+    progress: Progress | None = None,
+    weights: Path | None = None,
+    input_specs: Sequence[str] = (),
 ) -> QuantizeResult:
-    """Quantize an FP32 ONNX model into `output_dir/model.onnx` (with its manifest).
+    """Quantize `model` into `output_dir` (model.onnx, model.xml or model.ts, with its manifest).
 
-    Raises SourceError (not an ONNX file), DataError (bad calibration data), ConfigError and
-    QuantizeError.
+    ONNX targets and openvino take an FP32 ONNX file; the torch target a torch source
+    (`file.py:factory` with `weights`). Raises SourceError, DataError, ConfigError,
+    QuantizeError, and BudgetNotMetError when `max_drift` cannot be met.
     """
+    say = progress or (lambda message: None)
+    if options.target == "torch":
+        return _quantize_torch(model, output_dir, options, say, weights, input_specs)
+    path, parent_manifest, specs = _onnx_parent(model, options)
+    with staging_dir(output_dir) as staging:
+        staged = _stage(path, specs, parent_manifest, staging, options, say)
+        model_file = staged.files[-1]
+        manifest = Manifest(
+            format=staged.format,
+            file=model_file.name,
+            precision=options.precision(),
+            inputs=[spec.to_dict() for spec in specs],
+            outputs=list(parent_manifest.get("outputs", [])),
+            opset=parent_manifest.get("opset"),
+            source=dict(parent_manifest.get("source", {})),
+            parent={
+                "path": str(path.resolve()),
+                "sha256": sha256_file(path),
+                "format": "onnx",
+                "precision": parent_manifest.get("precision", "fp32"),
+            },
+            recipe={
+                "step": "quantize",
+                **asdict(options),
+                "exclude": list(options.exclude),
+                "max_drift": list(options.max_drift),
+                **staged.recipe,
+            },
+            checks={"drift": staged.drift},
+        )
+        sidecar = write_manifest(model_file, manifest)
+        move_into_place([*staged.files[:-1], sidecar, model_file], output_dir)
+    final_path = output_dir / model_file.name
+    return QuantizeResult(
+        final_path, manifest_path(final_path), {**staged.recipe, "drift": staged.drift}
+    )
+
+
+def move_into_place(files: Sequence[Path], output_dir: Path) -> None:
+    """Everything is written in staging first, so a failed write (a full disk) leaves an
+    earlier artifact as it was; the model file goes last, so a reader never finds a model
+    whose weights or manifest are not there yet. os.replace is atomic per file."""
+    for file in files:
+        os.replace(file, output_dir / file.name)
+
+
+def _onnx_parent(
+    model: str, options: QuantizeOptions
+) -> tuple[Path, dict[str, Any], list[TensorSpec]]:
     from dlopt.sources import onnx_input_specs, parse_source
 
-    say = progress or (lambda message: None)
     ref = parse_source(model)
     if ref.kind != "onnx" or ref.path is None:
         raise QuantizeError(
-            f"{model} is a {ref.kind} model; ONNX Runtime quantization needs an ONNX file",
-            "export it first: dlopt export SOURCE --format onnx",
+            f"{model} is a {ref.kind} model; --target {options.target} quantizes an ONNX file",
+            "export it first: dlopt export SOURCE --format onnx"
+            + ("" if ref.kind == "onnx" else "; --target torch takes a torch source"),
         )
     parent_manifest = read_manifest(ref.path) or {}
     specs = [TensorSpec.from_dict(item) for item in parent_manifest.get("inputs", [])] or (
         onnx_input_specs(ref.path)
     )
-    final_path = output_dir / "model.onnx"
-    with staging_dir(output_dir) as staging:
-        say("pre-processing (shape inference, optimization)")
-        prepared, preprocessing = _preprocess(ref.path, staging / "prepared.onnx")
-        excluded = _nodes_to_exclude(prepared, options.exclude)
-        staged = staging / "model.onnx"
-        calibration: dict[str, Any] = {}
-        say(f"quantizing ({options.mode})")
-        if options.mode == "dynamic":
-            _quantize_dynamic(prepared, staged, options, excluded)
-        else:
-            calibration = _quantize_static(prepared, staged, options, specs, excluded)
-        os.replace(staged, final_path)
-    manifest = Manifest(
-        format="onnx",
-        file=final_path.name,
-        precision="int8",
-        inputs=[spec.to_dict() for spec in specs],
-        outputs=list(parent_manifest.get("outputs", [])),
-        opset=parent_manifest.get("opset"),
-        source=dict(parent_manifest.get("source", {})),
-        parent={
-            "path": str(ref.path.resolve()),
-            "sha256": sha256_file(ref.path),
-            "format": "onnx",
-            "precision": parent_manifest.get("precision", "fp32"),
-        },
-        recipe={
-            "step": "quantize",
-            **asdict(options),
-            "exclude": list(options.exclude),
-            "activation_type": "QUInt8" if options.mode == "static" else None,
-            "weight_type": "QInt8",
-            "quant_format": "QDQ" if options.mode == "static" else "QOperator (dynamic)",
-            "preprocessing": preprocessing,
-            "excluded_nodes": excluded,
-            "calibration": calibration,
-        },
-    )
-    return QuantizeResult(
-        final_path,
-        write_manifest(final_path, manifest),
-        {"preprocessing": preprocessing, "calibration": calibration},
-    )
+    return ref.path, parent_manifest, specs
 
 
-def _preprocess(model: Path, output: Path) -> tuple[Path, str]:
-    """ORT's quant_pre_process, with its documented fallbacks; returns (model, what ran)."""
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    for skip_symbolic, label in ((False, "full"), (True, "skip_symbolic_shape")):
-        try:
-            quant_pre_process(str(model), str(output), skip_symbolic_shape=skip_symbolic)
-            return output, label
-        except Exception:  # ORT raises plain Exceptions here: try the next level
-            continue
-    return model, "none (pre-processing failed; quantizing the model as exported)"
-
-
-def _nodes_to_exclude(model: Path, patterns: Sequence[str]) -> list[str]:
-    """Node names matching `--exclude` given as a node name or an op type."""
-    import onnx
-
-    if not patterns:
-        return []
-    graph = onnx.load(str(model), load_external_data=False).graph
-    matched = [
-        node.name for node in graph.node if node.name in patterns or node.op_type in patterns
-    ]
-    known = {node.name for node in graph.node} | {node.op_type for node in graph.node}
-    unknown = [pattern for pattern in patterns if pattern not in known]
-    if unknown:
-        raise ConfigError(
-            f"--exclude {unknown[0]!r} names no node or op type of the model",
-            "give a node name or an op type (e.g. Gemm, MatMul) from the ONNX graph",
-        )
-    return matched
-
-
-def _quantize_dynamic(
-    prepared: Path, output: Path, options: QuantizeOptions, excluded: list[str]
-) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(
-        prepared,
-        output,
-        per_channel=options.per_channel,
-        weight_type=QuantType.QInt8,
-        nodes_to_exclude=excluded or None,
-    )
-
-
-def _quantize_static(
-    prepared: Path,
-    output: Path,
+def _stage(
+    parent: Path,
+    specs: list[TensorSpec],
+    parent_manifest: dict[str, Any],
+    staging: Path,
     options: QuantizeOptions,
-    specs: Sequence[TensorSpec],
-    excluded: list[str],
-) -> dict[str, Any]:
-    import onnx
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    say: Progress,
+) -> Staged:
+    if options.target == "openvino":
+        from dlopt.optimize.quantize_openvino import quantize_to_ir
 
-    from dlopt.data import open_data
+        return quantize_to_ir(parent, specs, parent_manifest, staging, options, say)
+    if options.mode == "fp16":
+        from dlopt.optimize.quantize_float import onnx_fp16
 
-    source = open_data(
-        options.calibration, specs, CALIBRATION_BATCH, options.calibration_size, options.seed
-    )
+        return onnx_fp16(parent, specs, staging, options, say)
+    from dlopt.optimize.quantize_onnxruntime import quantize_onnx_within_budget
 
-    class Reader(CalibrationDataReader):
-        """Streams dlopt batches to ORT's calibrator, one at a time."""
+    return quantize_onnx_within_budget(parent, specs, staging, options, say)
 
-        def __init__(self) -> None:
-            self.batches: Iterator[Any] = iter(source)
-            self.samples = 0
 
-        def get_next(self) -> dict[str, Any] | None:
-            batch = next(self.batches, None)
-            if batch is None:
-                return None
-            self.samples += batch.size
-            return dict(batch.inputs)
+def _quantize_torch(
+    model: str,
+    output_dir: Path,
+    options: QuantizeOptions,
+    say: Progress,
+    weights: Path | None,
+    input_specs: Sequence[str],
+) -> QuantizeResult:
+    from dlopt.optimize.quantize_torch import quantize_torch_dynamic
 
-    reader = Reader()
-    method = {
-        "minmax": CalibrationMethod.MinMax,
-        "entropy": CalibrationMethod.Entropy,
-        "percentile": CalibrationMethod.Percentile,
-    }[options.method]
-    try:
-        quantize_static(
-            prepared,
-            output,
-            reader,
-            quant_format=QuantFormat.QDQ,
-            per_channel=options.per_channel,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=method,
-            nodes_to_exclude=excluded or None,
-            # Graphs fused by ORT's optimizer have tensors of unknown type without this.
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
-    except DloptError:
-        raise
-    except Exception as error:
-        raise QuantizeError(
-            f"ONNX Runtime's static quantization failed: {type(error).__name__}: "
-            f"{str(error).splitlines()[0][:200] if str(error) else ''}",
-            "try --mode dynamic, another --method, or --exclude the failing op type",
-        ) from error
-    if reader.samples == 0:
-        raise DataError(f"calibration data {options.calibration} gave no samples")
-    return {
-        "source": source.description,
-        "sha256": source.sha256(),
-        "samples": reader.samples,
-        "method": options.method,
-    }
+    return quantize_torch_dynamic(model, output_dir, options, say, weights, input_specs)

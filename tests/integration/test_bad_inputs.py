@@ -7,11 +7,15 @@ loaders, runtimes and parsers underneath), and checks the contract.
 
 from __future__ import annotations
 
+import builtins
+import errno
+import io
 import os
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -349,3 +353,111 @@ def test_bad_input_gives_one_line_and_writes_nothing(case: Case, tmp_path: Path)
 
 def test_matrix_has_at_least_30_cases() -> None:
     assert len(CASES) >= 30
+
+
+# A disk that fills up half way through a write: the one-line contract holds, and the output
+# folder keeps what it had (an earlier artifact byte-identical, nothing half-written beside it).
+@dataclass(frozen=True)
+class WriteFault:
+    name: str
+    command: str  # export | build
+    fails: Callable[[Path], bool]  # which file's write runs out of space
+
+
+WRITE_FAULTS = [
+    WriteFault("export: the ONNX model", "export", lambda path: path.name == "model.onnx"),
+    WriteFault("export: its manifest", "export", lambda path: ".dlopt.json" in path.name),
+    WriteFault("build: the OpenVINO IR", "build", lambda path: path.name == "model.bin"),
+]
+
+
+class _HalfThenFull:
+    """A file whose first write stores half the bytes, then fails as a full disk does."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, data: Any) -> int:
+        self._stream.write(data[: len(data) // 2])
+        self._stream.flush()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def __enter__(self) -> _HalfThenFull:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stream.close()
+
+
+def _inject_disk_full(
+    monkeypatch: pytest.MonkeyPatch, out: Path, fails: Callable[[Path], bool]
+) -> list[Path]:
+    """Python writes under `out` (and OpenVINO's C++ .bin writer, pointed at /dev/full) fail."""
+    import openvino as ov
+
+    hit: list[Path] = []
+    real_open, real_save_model = builtins.open, ov.save_model
+
+    def open_(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        stream = real_open(file, mode, *args, **kwargs)
+        path = Path(os.fsdecode(file)) if isinstance(file, (str, bytes, os.PathLike)) else None
+        if path is not None and set(mode) & set("wax") and out in path.parents and fails(path):
+            hit.append(path)
+            return _HalfThenFull(stream)
+        return stream
+
+    def save_model(model: Any, xml_path: str, *args: Any, **kwargs: Any) -> None:
+        bin_path = Path(xml_path).with_suffix(".bin")
+        if fails(bin_path):
+            hit.append(bin_path)
+            os.symlink("/dev/full", bin_path)  # a real ENOSPC from OpenVINO's own writer
+        real_save_model(model, xml_path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", open_)
+    monkeypatch.setattr(io, "open", open_)  # pathlib's write_text opens through io.open
+    monkeypatch.setattr(ov, "save_model", save_model)
+    return hit
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+@pytest.mark.parametrize("fault", WRITE_FAULTS, ids=[fault.name for fault in WRITE_FAULTS])
+def test_disk_full_half_way_leaves_the_earlier_artifact(
+    fault: WriteFault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    tiny = f"{TINY}:dict_output_net"
+    runner = CliRunner()
+    # The earlier artifact differs from the one the failing run would write.
+    if fault.command == "export":
+        earlier = ["export", tiny, "-f", "onnx", "--exporter", "legacy", "-o", str(out)]
+        args = ["export", tiny, "-f", "onnx", "-o", str(out)]
+    else:
+        onnx_path = _tiny_onnx(tmp_path)
+        earlier = ["build", onnx_path, "-b", "openvino", "-p", "fp16", "-o", str(out)]
+        args = ["build", onnx_path, "-b", "openvino", "-p", "fp32", "-o", str(out)]
+    assert runner.invoke(app, earlier).exit_code == 0
+    before = _snapshot(out)
+    hit = _inject_disk_full(monkeypatch, out, fault.fails)
+
+    result = runner.invoke(app, args)
+
+    monkeypatch.undo()
+    assert hit, "the fault was never injected"
+    assert result.exit_code == 2, result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: cannot ") and str(out) in lines[0], lines[0]
+    assert "disk space" in lines[0], lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+    assert _snapshot(out) == before  # same files, same bytes: no staging or temporary leftovers

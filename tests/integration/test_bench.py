@@ -115,6 +115,58 @@ def test_crash_and_hang_become_failed_rows_while_the_rest_complete(tmp_path: Pat
     jsonschema.validate(report.to_dict(), bench_schema())
 
 
+def test_a_worker_out_of_memory_fails_its_row_while_the_rest_complete(tmp_path: Path) -> None:
+    # The cap bounds the hog (it would stop by itself at 4 GiB); the healthy worker fits well
+    # under it (torch's import maps about 0.65 GB of address space, its peak RSS is ~0.25 GB).
+    limit_mb = 1536
+    hog, healthy = (f"{FIXTURES}:{name}" for name in ("memory_hog_net", "small_classifier"))
+    json_path = tmp_path / "bench.json"
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            hog,
+            healthy,
+            "--backend",
+            "torch",
+            "--threads",
+            "1",
+            "--iterations",
+            "20",
+            "--memory-limit",
+            str(limit_mb),
+            "--timeout",
+            "60",
+            "--json",
+            str(json_path),
+            "-o",
+            str(tmp_path / "work"),
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    data = json.loads(json_path.read_text())
+    jsonschema.validate(data, bench_schema())
+    rows = {row["model"]: row for row in data["rows"]}
+    assert rows[hog]["status"] == "failed"
+    assert "out of memory" in rows[hog]["reason"], rows[hog]["reason"]
+    assert f"{limit_mb} MB" in rows[hog]["reason"]
+    assert rows[healthy]["status"] == "ok", rows[healthy]["reason"]
+    assert rows[healthy]["latency"]["runs"] == 20
+    assert rows[healthy]["memory"]["peak_rss_bytes"] < limit_mb << 20
+    assert data["settings"]["memory_limit_mb"] == limit_mb
+
+
+def test_memory_limit_is_documented_and_checked() -> None:
+    runner = CliRunner()
+
+    assert "--memory-limit" in runner.invoke(app, ["bench", "--help"]).output
+    result = runner.invoke(app, ["bench", f"{FIXTURES}:small_classifier", "--memory-limit", "0"])
+    assert result.exit_code == 2
+    assert "memory_limit_mb is 0" in result.stderr
+
+
 def test_cli_writes_valid_json_and_markdown(workspace: dict[str, str], tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app,

@@ -1,4 +1,5 @@
-"""`dlopt quantize` (ONNX Runtime target) on the samples: accuracy, drift, determinism, errors."""
+"""`dlopt quantize` on the samples and on a model built to need accuracy-aware quantization:
+every target that runs here, accuracy and drift floors, determinism, budgets, errors."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from typer.testing import CliRunner
 from dlopt.cli import app
 from dlopt.harness.drift import cosine_similarity, top1_agreement
 from dlopt.optimize.quantize import QuantizeOptions, quantize_model
-from tests.integration.conftest import SAMPLES
+from tests.integration.conftest import ROOT, SAMPLES, sample_source, sample_weights
 
 CNN_CALIBRATION = f"{SAMPLES / 'digits_cnn' / 'data.py'}:calibration"
+OUTLIER_NET = f"{ROOT / 'tests' / 'fixtures' / 'quantize_models.py'}:outlier_net"
 
 
 def sample_data(name: str) -> Any:
@@ -116,3 +118,208 @@ def test_bad_calibration_data_exits_2_with_one_line(
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and fragment in lines[0], result.stderr
     assert not (tmp_path / "out" / "model.onnx").exists()
+
+
+def manifest_of(path: Path) -> dict[str, Any]:
+    return json.loads(path.with_name(path.name + ".dlopt.json").read_text())
+
+
+def test_openvino_int8_cnn_keeps_accuracy_and_is_byte_identical(
+    exported_sample: Callable[[str], Path], tmp_path: Path
+) -> None:
+    fp32 = exported_sample("digits_cnn") / "model.onnx"
+    options = QuantizeOptions(
+        target="openvino",
+        calibration=CNN_CALIBRATION,
+        calibration_size=64,
+        evaluation="sample:digits_cnn:evaluation",
+    )
+
+    first = quantize_model(str(fp32), tmp_path / "a", options)
+    quantize_model(str(fp32), tmp_path / "b", options)
+
+    assert first.path.name == "model.xml"
+    for name in ("model.xml", "model.bin"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    manifest = manifest_of(first.path)
+    assert manifest["format"] == "openvino_ir" and manifest["precision"] == "int8"
+    assert manifest["recipe"]["api"] == "nncf.quantize"
+    assert manifest["recipe"]["compile_properties"]["INFERENCE_PRECISION_HINT"] == "f32"
+    drift = manifest["checks"]["drift"]
+    assert drift["samples"] == 300 and drift["accuracy_drop"] <= 0.01
+
+
+@pytest.mark.parametrize(
+    ("mode", "target", "cosine_floor", "agreement_floor"),
+    [
+        # Floors below what runs here gave on 300 sequences: static ORT cosine 0.964 and
+        # agreement 0.914 (ORT's static INT8 loses accuracy on this transformer: prefer dynamic
+        # or openvino), NNCF cosine 0.998 and agreement 1.0, FP16 cosine 1.0.
+        ("static", "onnxruntime", 0.95, 0.88),
+        ("static", "openvino", 0.995, 0.98),
+        ("fp16", "onnxruntime", 0.999, 0.99),
+    ],
+)
+def test_transformer_variants_stay_above_their_floors(
+    exported_sample: Callable[[str], Path],
+    tmp_path: Path,
+    mode: str,
+    target: str,
+    cosine_floor: float,
+    agreement_floor: float,
+) -> None:
+    fp32 = exported_sample("text_transformer") / "model.onnx"
+    options = QuantizeOptions(
+        mode=mode,
+        target=target,
+        calibration="sample:text_transformer:calibration" if mode == "static" else None,
+        calibration_size=100,
+        evaluation="sample:text_transformer:evaluation",
+    )
+
+    result = quantize_model(str(fp32), tmp_path / "q", options)
+
+    drift = manifest_of(result.path)["checks"]["drift"]
+    assert drift["cosine"] >= cosine_floor and drift["top1_agreement"] >= agreement_floor, drift
+    if target == "openvino":
+        assert manifest_of(result.path)["recipe"]["nncf_model_type"] == "transformer"
+
+
+def test_tensorrt_target_writes_symmetric_int8_qdq(
+    exported_sample: Callable[[str], Path], tmp_path: Path
+) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    fp32 = exported_sample("digits_cnn") / "model.onnx"
+    options = QuantizeOptions(target="tensorrt", calibration=CNN_CALIBRATION, calibration_size=32)
+
+    result = quantize_model(str(fp32), tmp_path / "q", options)
+
+    graph = onnx.load(str(result.path)).graph
+    initializers = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    zero_points = [
+        initializers[node.input[2]]
+        for node in graph.node
+        if node.op_type == "QuantizeLinear" and len(node.input) > 2
+    ]
+    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+    assert manifest_of(result.path)["recipe"]["activation_type"] == "QInt8"
+
+
+def test_openvino_fp16_and_bf16_irs_record_their_precision(
+    exported_sample: Callable[[str], Path], tmp_path: Path
+) -> None:
+    fp32 = exported_sample("digits_cnn") / "model.onnx"
+    sizes = {}
+    for mode, hint in (("fp16", "f32"), ("bf16", "bf16")):
+        result = quantize_model(
+            str(fp32), tmp_path / mode, QuantizeOptions(mode=mode, target="openvino")
+        )
+        manifest = manifest_of(result.path)
+        assert manifest["precision"] == mode
+        assert manifest["recipe"]["compile_properties"]["INFERENCE_PRECISION_HINT"] == hint
+        assert manifest["checks"]["drift"]["cosine"] >= 0.999
+        sizes[mode] = (tmp_path / mode / "model.bin").stat().st_size
+    assert sizes["fp16"] < 0.6 * sizes["bf16"]  # FP16 weights on disk, bf16 only at run time
+
+
+def test_torch_target_is_dynamic_int8_torchscript_marked_deprecated(tmp_path: Path) -> None:
+    import torch
+
+    result = quantize_model(
+        sample_source("text_transformer"),
+        tmp_path / "q",
+        QuantizeOptions(mode="dynamic", target="torch", evaluation_size=64),
+        weights=sample_weights("text_transformer"),
+    )
+
+    manifest = manifest_of(result.path)
+    assert manifest["format"] == "torchscript" and manifest["precision"] == "int8"
+    assert "deprecated" in manifest["recipe"]["deprecated"]
+    assert manifest["recipe"]["quantized_layers"] > 0
+    assert manifest["checks"]["drift"]["cosine"] >= 0.99
+    assert isinstance(torch.jit.load(str(result.path)), torch.jit.ScriptModule)
+
+
+@pytest.fixture(scope="module")
+def outlier_case(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """OutlierNet as ONNX, with calibration and evaluation data from its input distribution."""
+    from dlopt.optimize.export import ExportOptions, export_model
+
+    folder = tmp_path_factory.mktemp("outlier")
+    export_model(OUTLIER_NET, folder, options=ExportOptions(("onnx",)))
+    for name, seed, rows in (("calibration", 1, 64), ("evaluation", 2, 128)):
+        inputs = np.random.default_rng(seed).standard_normal((rows, 16)).astype(np.float32)
+        np.savez(folder / f"{name}.npz", x=inputs)
+    return folder / "model.onnx", str(folder / "calibration.npz"), str(folder / "evaluation.npz")
+
+
+@pytest.mark.parametrize("target", ["onnxruntime", "openvino"])
+def test_accuracy_aware_mode_returns_the_culprit_layers_to_float(
+    outlier_case: tuple[Path, str, str], tmp_path: Path, target: str
+) -> None:
+    model, calibration, evaluation = outlier_case
+    common = {"target": target, "calibration": calibration, "evaluation": evaluation}
+
+    plain = quantize_model(str(model), tmp_path / "plain", QuantizeOptions(**common))
+    aware = quantize_model(
+        str(model), tmp_path / "aware", QuantizeOptions(**common, max_drift=("cosine=0.99",))
+    )
+
+    assert manifest_of(plain.path)["checks"]["drift"]["cosine"] < 0.5
+    drift = manifest_of(aware.path)["checks"]["drift"]
+    assert drift["cosine"] >= 0.99 and drift["within_budget"] is True
+    if target == "onnxruntime":
+        recipe = manifest_of(aware.path)["recipe"]
+        # The hidden layer (whose output carries the outlier) and the head go back to float;
+        # the first layer stays INT8.
+        assert sorted(recipe["kept_float_for_budget"]) == ["node_Gemm_1", "node_linear_1"]
+        assert [a["kept_float"] for a in drift["attempts"]] == [0, 1, 2]
+    else:
+        assert manifest_of(aware.path)["recipe"]["api"] == "nncf.quantize_with_accuracy_control"
+
+
+def test_a_budget_that_cannot_be_met_exits_1_and_writes_nothing(
+    outlier_case: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    model, calibration, evaluation = outlier_case
+    out = tmp_path / "out"
+    args = ["quantize", str(model), "--calibration", calibration, "--eval", evaluation]
+
+    result = CliRunner().invoke(
+        app, [*args, "--max-drift", "sqnr_db=200", "-o", str(out), "--no-speed-check"]
+    )
+
+    assert result.exit_code == 1, result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "sqnr_db >= 200" in lines[0], result.stderr
+    assert not any(out.glob("model.onnx*")) and not any(out.glob(".dlopt-staging-*"))
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["--target", "openvino", "--mode", "dynamic"], "no dynamic-INT8"),
+        (["--mode", "bf16"], "no bf16 kernels"),
+        (["--max-drift", "cosine=0.99"], "needs evaluation data"),
+        (["--max-drift", "cosine>0.99", "--eval", "x.npz"], "METRIC=VALUE"),
+        (["--max-drift", "cosine=1.5", "--eval", "x.npz"], "out of range"),
+        (["--target", "tpu"], "not available"),
+    ],
+)
+def test_bad_quantize_options_exit_2_with_one_line(
+    exported_sample: Callable[[str], Path], tmp_path: Path, extra: list[str], fragment: str
+) -> None:
+    fp32 = exported_sample("digits_cnn") / "model.onnx"
+    out = tmp_path / "out"
+
+    result = CliRunner().invoke(
+        app,
+        ["quantize", str(fp32), "--calibration", CNN_CALIBRATION, "-o", str(out), *extra],
+    )
+
+    assert result.exit_code == 2, result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and fragment in lines[0], result.stderr
+    assert not out.exists() or not any(out.iterdir())

@@ -1,0 +1,203 @@
+"""Accuracy-aware quantization: drift budgets, measuring them, choosing layers to keep float.
+
+A budget is `METRIC=VALUE` (`--max-drift accuracy_drop=0.01`, `--max-drift cosine=0.995`).
+Metrics with a floor (cosine, top1_agreement, sqnr_db) must stay at or above the value; metrics
+with a ceiling (accuracy_drop, relative_l2_error, max_abs_error) at or below it. Drift is
+measured on the evaluation data against the FP32 parent's outputs on the same inputs, output by
+output; the worst output counts.
+
+When a quantized model is over budget the ONNX Runtime path ranks its quantized nodes by their
+effect on the output (`quantize_sensitivity`) and returns them to float a group at a time
+(`float_groups`) until the budget holds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dlopt.errors import ConfigError
+
+# metric -> True when the value is a floor (higher is better), False when it is a ceiling.
+BUDGET_METRICS: dict[str, bool] = {
+    "accuracy_drop": False,
+    "cosine": True,
+    "top1_agreement": True,
+    "sqnr_db": True,
+    "relative_l2_error": False,
+    "max_abs_error": False,
+}
+RunFn = Callable[[Mapping[str, np.ndarray]], list[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class DriftBudget:
+    """One `METRIC=VALUE` bound on drift from the FP32 parent."""
+
+    metric: str
+    value: float
+
+    @property
+    def is_floor(self) -> bool:
+        return BUDGET_METRICS[self.metric]
+
+    def holds(self, measured: Mapping[str, float]) -> bool:
+        """Whether `measured[metric]` is within the bound; a missing or NaN value fails."""
+        value = measured.get(self.metric)
+        if value is None or math.isnan(value):
+            return False
+        return value >= self.value if self.is_floor else value <= self.value
+
+    def __str__(self) -> str:
+        return f"{self.metric} {'>=' if self.is_floor else '<='} {self.value:g}"
+
+
+def parse_budget(text: str) -> DriftBudget:
+    """`"cosine=0.995"` -> DriftBudget; raises ConfigError naming the text and the choices."""
+    metric, sep, raw = text.partition("=")
+    metric = metric.strip()
+    allowed = ", ".join(BUDGET_METRICS)
+    if not sep or metric not in BUDGET_METRICS:
+        raise ConfigError(
+            f"--max-drift {text!r} is not METRIC=VALUE with a known metric",
+            f"use one of {allowed}, e.g. --max-drift accuracy_drop=0.01",
+        )
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(
+            f"--max-drift {text!r} has a value that is not a number", "e.g. cosine=0.995"
+        ) from None
+    if not math.isfinite(value):
+        raise ConfigError(f"--max-drift {text!r} is not finite", "give a finite number")
+    bounded = {"cosine": (-1.0, 1.0), "top1_agreement": (0.0, 1.0), "accuracy_drop": (0.0, 1.0)}
+    low, high = bounded.get(metric, (0.0, math.inf) if metric != "sqnr_db" else (-math.inf, 1e9))
+    if not low <= value <= high:
+        raise ConfigError(
+            f"--max-drift {text!r} is out of range", f"{metric} takes values in [{low:g}, {high:g}]"
+        )
+    return DriftBudget(metric, value)
+
+
+def budgets_hold(budgets: Sequence[DriftBudget], measured: Mapping[str, float]) -> bool:
+    return all(budget.holds(measured) for budget in budgets)
+
+
+def float_groups(ranking: Sequence[str], group_size: int, max_float: int) -> list[list[str]]:
+    """The cumulative sets of nodes to keep float, most sensitive first, one group at a time.
+
+    `ranking` is most sensitive first; each returned set adds the next `group_size` nodes and
+    no set holds more than `max_float` nodes. Empty when nothing may stay float.
+    """
+    if group_size < 1:
+        raise ValueError(f"group_size {group_size} must be at least 1")
+    groups: list[list[str]] = []
+    for end in range(group_size, len(ranking) + group_size, group_size):
+        chosen = list(ranking[: min(end, len(ranking), max_float)])
+        if not chosen or (groups and len(chosen) == len(groups[-1])):
+            break
+        groups.append(chosen)
+    return groups
+
+
+def default_group_size(quantized_nodes: int) -> int:
+    """About a tenth of the quantized nodes per step (at least one)."""
+    return max(1, math.ceil(quantized_nodes / 10))
+
+
+def sqnr_db(candidate: np.ndarray, reference: np.ndarray) -> float:
+    """10 log10(signal / noise) of `candidate` against `reference`; inf when identical."""
+    a = np.asarray(candidate, dtype=np.float64).ravel()
+    b = np.asarray(reference, dtype=np.float64).ravel()
+    noise = float(np.dot(a - b, a - b))
+    signal = float(np.dot(b, b))
+    if noise == 0:
+        return math.inf
+    return 10 * math.log10(signal / noise) if signal > 0 else -math.inf
+
+
+@dataclass
+class EvaluationSet:
+    """Evaluation feeds with the FP32 parent's outputs on them (and labels when given)."""
+
+    feeds: list[dict[str, np.ndarray]]
+    reference: list[np.ndarray]  # one concatenated array per output, in output order
+    labels: np.ndarray | None
+    description: str
+    sha256: str
+
+    @property
+    def samples(self) -> int:
+        return int(self.reference[0].shape[0]) if self.reference else 0
+
+
+def evaluation_set(
+    feeds: Iterable[tuple[dict[str, np.ndarray], np.ndarray | None]],
+    reference: RunFn,
+    description: str,
+    sha256: str,
+) -> EvaluationSet:
+    """Run the reference on every feed once and keep what later measurements need."""
+    kept: list[dict[str, np.ndarray]] = []
+    outputs: list[list[np.ndarray]] = []
+    labels: list[np.ndarray] = []
+    for feed, label in feeds:
+        kept.append(feed)
+        outputs.append(reference(feed))
+        if label is not None:
+            labels.append(label)
+    columns = [np.concatenate(parts) for parts in zip(*outputs, strict=True)]
+    joined = np.concatenate(labels) if labels and len(labels) == len(kept) else None
+    return EvaluationSet(kept, columns, joined, description, sha256)
+
+
+def measure_drift(
+    run: RunFn, evaluation: EvaluationSet, budgets: Sequence[DriftBudget] = ()
+) -> dict[str, float]:
+    """Drift of `run` from the reference on the evaluation set: the worst over outputs, plus
+    accuracy and accuracy_drop when the data has labels and the first output is a classifier's.
+
+    Raises ConfigError when a budget asks for accuracy_drop and that cannot be measured.
+    """
+    from dlopt.harness.drift import drift, top1_agreement
+    from dlopt.harness.metrics import is_classifier_output, task_metrics
+
+    produced = [run(feed) for feed in evaluation.feeds]
+    columns = [np.concatenate(parts) for parts in zip(*produced, strict=True)]
+    result: dict[str, float] = {}
+    for candidate, reference in zip(columns, evaluation.reference, strict=True):
+        measured = drift(candidate.astype(np.float64), reference.astype(np.float64))
+        worst = {
+            "cosine": min,
+            "sqnr_db": min,
+            "relative_l2_error": max,
+            "max_abs_error": max,
+        }
+        for name, pick in worst.items():
+            value = float(getattr(measured, name))
+            result[name] = pick(result[name], value) if name in result else value
+        if is_classifier_output(reference):
+            agreement = top1_agreement(candidate, reference)
+            result["top1_agreement"] = min(result.get("top1_agreement", 1.0), agreement)
+    primary, reference = columns[0], evaluation.reference[0]
+    if evaluation.labels is not None and is_classifier_output(reference):
+        before = task_metrics(reference, evaluation.labels)["accuracy"]
+        after = task_metrics(primary, evaluation.labels)["accuracy"]
+        result.update(accuracy_fp32=before, accuracy=after, accuracy_drop=before - after)
+    if any(b.metric == "accuracy_drop" for b in budgets) and "accuracy_drop" not in result:
+        raise ConfigError(
+            f"--max-drift accuracy_drop needs labels and class scores; {evaluation.description} "
+            "gives none",
+            "give --eval data with labels, or a drift budget such as cosine=0.995",
+        )
+    return result
+
+
+def describe(measured: Mapping[str, Any]) -> str:
+    """`cosine 0.9991, top1_agreement 1, accuracy_drop 0.002` for messages."""
+    keys = ("accuracy_drop", "cosine", "top1_agreement", "sqnr_db", "relative_l2_error")
+    return ", ".join(f"{key} {measured[key]:.4g}" for key in keys if key in measured)

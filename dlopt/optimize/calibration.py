@@ -1,0 +1,85 @@
+"""Calibration data for the quantizers: dlopt data sources adapted to ONNX Runtime's
+`CalibrationDataReader` and to `nncf.Dataset`, streamed batch by batch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from dlopt.data import Batch, DataSource, open_data
+from dlopt.errors import DataError
+from dlopt.specs import TensorSpec
+
+# Batches fed to ORT's calibrator: big enough to amortise the session call, small enough that
+# its collected activations stay small.
+ORT_CALIBRATION_BATCH = 8
+# Too few samples give scales that describe noise, not the data.
+MIN_CALIBRATION_SAMPLES = 8
+
+
+def open_calibration(
+    source: str | None,
+    specs: Sequence[TensorSpec],
+    samples: int,
+    seed: int,
+    batch_size: int = ORT_CALIBRATION_BATCH,
+) -> DataSource:
+    """The calibration stream, checked once (names, shapes, dtypes, NaN, enough samples).
+
+    Raises DataError, one line, naming the source and the fix.
+    """
+    data = open_data(source, specs, batch_size, samples, seed)
+    count = data.count_samples()
+    needed = min(MIN_CALIBRATION_SAMPLES, samples)
+    if count < needed:
+        raise DataError(
+            f"calibration data {data.description} has {count} samples; at least {needed} are "
+            "needed for usable scales",
+            "give more calibration samples (a few hundred is typical)",
+        )
+    return data
+
+
+def ort_reader(data: DataSource) -> Any:
+    """An `onnxruntime.quantization.CalibrationDataReader` over `data`; `.samples` counts what
+    it has handed out and `rewind()` starts again (ORT may read the data more than once)."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.samples = 0
+            self.batches: Iterator[Batch] = iter(data)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self.batches, None)
+            if batch is None:
+                return None
+            self.samples += batch.size
+            return dict(batch.inputs)
+
+        def rewind(self) -> None:
+            self.samples = 0
+            self.batches = iter(data)
+
+    return Reader()
+
+
+def single_sample_feeds(data: DataSource) -> list[dict[str, np.ndarray]]:
+    """Every sample of `data` as its own batch-1 feed (what NNCF's statistics expect)."""
+    feeds: list[dict[str, np.ndarray]] = []
+    for batch in data:
+        for row in range(batch.size):
+            feeds.append({name: value[row : row + 1] for name, value in batch.inputs.items()})
+    return feeds
+
+
+def calibration_record(data: DataSource, samples: int, method: str | None) -> dict[str, Any]:
+    """What the manifest says about the calibration: source, sha256, samples, method."""
+    return {
+        "source": data.description,
+        "sha256": data.sha256(),
+        "samples": samples,
+        "method": method,
+    }

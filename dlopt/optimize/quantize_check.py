@@ -1,0 +1,124 @@
+"""What every quantize target shares: the evaluation set with the FP32 parent's outputs, runners
+for the artifacts, the drift record for the manifest, and the budget verdict.
+
+The reference is always the FP32 ONNX parent on ONNX Runtime's CPU provider, so drift means
+the same thing for every target.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dlopt.errors import BudgetNotMetError
+from dlopt.optimize.accuracy_aware import (
+    DriftBudget,
+    EvaluationSet,
+    RunFn,
+    budgets_hold,
+    describe,
+    evaluation_set,
+)
+from dlopt.specs import TensorSpec
+
+if TYPE_CHECKING:
+    from dlopt.optimize.quantize import QuantizeOptions
+
+EVALUATION_BATCH = 32
+
+
+@dataclass
+class Staged:
+    """What a target produced in the staging folder, before it is moved into place."""
+
+    files: list[Path]  # the model file last: readers never see a model without its weights
+    recipe: dict[str, Any]
+    drift: dict[str, Any]
+    format: str = "onnx"
+
+
+def open_evaluation(parent: Path, specs: Sequence[TensorSpec], options: QuantizeOptions) -> Any:
+    """The evaluation data: `--eval`, else the calibration data, else random inputs."""
+    from dlopt.data import open_data
+
+    source = options.evaluation or options.calibration
+    return open_data(source, specs, EVALUATION_BATCH, options.evaluation_size, options.seed)
+
+
+def reference_set(
+    parent: Path, specs: Sequence[TensorSpec], options: QuantizeOptions
+) -> EvaluationSet:
+    """The evaluation feeds with the FP32 parent's outputs on them (one pass over the data)."""
+    data = open_evaluation(parent, specs, options)
+    reference = onnx_runner(parent)
+    feeds = ((dict(batch.inputs), batch.labels) for batch in data)
+    return evaluation_set(feeds, reference, data.description, data.sha256())
+
+
+def onnx_runner(path: Path) -> RunFn:
+    """All outputs of an ONNX file on ONNX Runtime's CPU provider, one thread per core."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def run(feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        return [np.asarray(value) for value in session.run(None, dict(feed))]
+
+    return run
+
+
+def ir_runner(path: Path, properties: Mapping[str, Any]) -> RunFn:
+    """All outputs of an OpenVINO IR compiled with `properties` (the recorded ones)."""
+    import openvino as ov
+
+    config = {key: value for key, value in properties.items() if key != "device"}
+    compiled = ov.Core().compile_model(str(path), "CPU", config)
+    ports = list(compiled.outputs)
+
+    def run(feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        results = compiled(dict(feed))
+        return [np.asarray(results[port]) for port in ports]
+
+    return run
+
+
+def drift_record(
+    evaluation: EvaluationSet,
+    measured: Mapping[str, float],
+    budgets: Sequence[DriftBudget],
+    **extra: Any,
+) -> dict[str, Any]:
+    """The manifest's `checks.drift`: data, measured values, budgets and whether they hold."""
+    return {
+        "data": evaluation.description,
+        "data_sha256": evaluation.sha256,
+        "samples": evaluation.samples,
+        "reference": "FP32 parent on ONNX Runtime (CPU)",
+        **{key: json_number(value) for key, value in measured.items()},
+        "budgets": [str(budget) for budget in budgets],
+        "within_budget": budgets_hold(budgets, measured) if budgets else None,
+        **extra,
+    }
+
+
+def json_number(value: float) -> float | str:
+    """JSON has no infinities (SQNR of identical outputs is +inf): write those as text."""
+    return round(float(value), 6) if math.isfinite(value) else str(value)
+
+
+def require_budgets(
+    budgets: Sequence[DriftBudget], measured: Mapping[str, float], what: str, hint: str
+) -> None:
+    """Raise BudgetNotMetError (exit 1, nothing kept) when a budget does not hold."""
+    failed = [budget for budget in budgets if not budget.holds(measured)]
+    if failed:
+        raise BudgetNotMetError(
+            f"{what} misses --max-drift {', '.join(str(b) for b in failed)} "
+            f"(measured {describe(measured)}); nothing was written",
+            hint,
+        )

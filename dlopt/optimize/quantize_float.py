@@ -1,0 +1,64 @@
+"""FP16 ONNX for the onnxruntime and tensorrt targets: onnxconverter-common's float16
+conversion with the float32 inputs and outputs kept, so callers feed the same arrays."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dlopt.optimize.accuracy_aware import measure_drift
+from dlopt.specs import TensorSpec
+
+if TYPE_CHECKING:
+    from dlopt.optimize.quantize import QuantizeOptions
+    from dlopt.optimize.quantize_check import Staged
+
+
+def onnx_fp16(
+    parent: Path,
+    specs: Sequence[TensorSpec],
+    staging: Path,
+    options: QuantizeOptions,
+    say: Callable[[str], None],
+) -> Staged:
+    """Convert `parent` to FP16, measure its drift, and hold it to `options.max_drift`."""
+    from dlopt.optimize.build_tensorrt import convert_onnx_to_fp16
+    from dlopt.optimize.quantize_check import (
+        Staged,
+        drift_record,
+        onnx_runner,
+        reference_set,
+        require_budgets,
+    )
+
+    if options.exclude:
+        from dlopt.errors import ConfigError
+
+        raise ConfigError(
+            "--exclude is not available with --mode fp16", "drop --exclude for an FP16 model"
+        )
+    output = staging / "model.onnx"
+    say("converting to FP16 (inputs and outputs stay float32)")
+    convert_onnx_to_fp16(parent, output, "onnxconverter-common")
+    say("measuring drift against the FP32 parent")
+    evaluation = reference_set(parent, specs, options)
+    budgets = options.budgets()
+    try:
+        runner = onnx_runner(output)
+    except Exception as error:  # ORT rejects a graph the converter typed inconsistently
+        from dlopt.optimize.quantize_onnxruntime import QuantizeError
+
+        raise QuantizeError(
+            f"the FP16 conversion of {parent} does not load in ONNX Runtime: "
+            f"{str(error).strip().splitlines()[0][:200]}",
+            "use --mode dynamic or --mode static, or --target openvino --mode fp16",
+        ) from error
+    measured = measure_drift(runner, evaluation, budgets)
+    require_budgets(
+        budgets, measured, f"FP16 {parent.name}", "relax --max-drift, or use another --mode"
+    )
+    recipe = {"tool": "onnxconverter-common float16", "keep_io_types": True}
+    if options.target == "tensorrt":
+        recipe["next_step"] = "dlopt build model.onnx --backend tensorrt --precision fp16"
+    return Staged([output], recipe, drift_record(evaluation, measured, budgets))

@@ -1,0 +1,245 @@
+"""The openvino target: INT8 IR with NNCF, FP16-weight and bf16-hinted IRs (glue only).
+
+- static: `nncf.quantize` on the calibration data, `model_type=TRANSFORMER` when the graph has
+  attention (or the user says so). With a `--max-drift` budget,
+  `nncf.quantize_with_accuracy_control` instead: NNCF ranks the quantized operations and
+  returns them to float until its validation metric is within `max_drop` of the FP32 model's.
+  It controls one metric, so one budget, and it is checked again afterwards with dlopt's own
+  drift measurement (NNCF compiles with OpenVINO's default hints, dlopt with the recorded ones).
+- fp16: weights stored FP16 (`compress_to_fp16=True`), compiled with f32 inference precision.
+- bf16: FP32 weights, compiled with `INFERENCE_PRECISION_HINT=bf16` (recorded in the manifest;
+  `dlopt bench` uses it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dlopt.errors import ConfigError
+from dlopt.optimize.accuracy_aware import DriftBudget, EvaluationSet, measure_drift
+from dlopt.optimize.quantize_onnxruntime import QuantizeError
+from dlopt.specs import TensorSpec
+
+if TYPE_CHECKING:
+    from dlopt.optimize.quantize import QuantizeOptions
+    from dlopt.optimize.quantize_check import Staged
+
+# Budget metrics NNCF's accuracy control can steer (higher is better for each validation value).
+CONTROLLED_METRICS = ("accuracy_drop", "cosine", "top1_agreement")
+HINTS = {"static": "f32", "fp16": "f32", "bf16": "bf16"}
+Item = tuple[dict[str, np.ndarray], list[np.ndarray], "np.ndarray | None"]
+
+
+def quantize_to_ir(
+    parent: Path,
+    specs: Sequence[TensorSpec],
+    parent_manifest: Mapping[str, Any],
+    staging: Path,
+    options: QuantizeOptions,
+    say: Callable[[str], None],
+) -> Staged:
+    import openvino as ov
+
+    from dlopt.optimize.build_openvino import number_generated_names, openvino_compile_properties
+    from dlopt.optimize.quantize_check import (
+        Staged,
+        drift_record,
+        ir_runner,
+        reference_set,
+        require_budgets,
+    )
+
+    budgets = options.budgets()
+    _check_budgets_for_nncf(budgets)
+    say("converting to OpenVINO")
+    ov_model = ov.convert_model(str(parent))
+    names = list(parent_manifest.get("outputs", []))
+    if names and len(names) == len(ov_model.outputs):
+        for port, name in zip(ov_model.outputs, names, strict=True):
+            port.get_tensor().set_names({name})
+    say("running the FP32 parent on the evaluation data")
+    evaluation = reference_set(parent, specs, options)
+    recipe: dict[str, Any] = {}
+    if options.mode == "static":
+        ov_model, recipe = _nncf_int8(ov_model, specs, options, evaluation, budgets, say)
+    elif options.exclude:
+        raise ConfigError(
+            f"--exclude is not available with --mode {options.mode}", "drop --exclude"
+        )
+    staged = staging / "model.xml"
+    weights_fp16 = options.mode == "fp16"
+    say("saving the IR")
+    number_generated_names(ov_model)  # the same bytes from the same inputs, in any process
+    try:
+        ov.save_model(ov_model, str(staged), compress_to_fp16=weights_fp16)
+    except RuntimeError as error:
+        # OpenVINO's C++ writer reports a full disk as "basic_ios::clear: iostream error".
+        raise QuantizeError(
+            f"cannot save the IR to {staging.parent}: {str(error).strip().splitlines()[0][:200]}",
+            "free disk space there or choose a folder you can write to (-o)",
+        ) from error
+    properties = openvino_compile_properties(HINTS[options.mode])
+    say("measuring drift against the FP32 parent")
+    measured = measure_drift(ir_runner(staged, properties), evaluation, budgets)
+    require_budgets(
+        budgets,
+        measured,
+        f"the {options.precision().upper()} IR of {parent.name}",
+        "relax --max-drift or give more representative --calibration data",
+    )
+    recipe.update(
+        weights_compressed_to_fp16=weights_fp16,
+        compile_properties=properties,
+    )
+    return Staged(
+        [staging / "model.bin", staged],
+        recipe,
+        drift_record(evaluation, measured, budgets),
+        format="openvino_ir",
+    )
+
+
+def _check_budgets_for_nncf(budgets: Sequence[DriftBudget]) -> None:
+    if len(budgets) > 1:
+        raise ConfigError(
+            "--target openvino takes one --max-drift budget (NNCF's accuracy control steers "
+            "one metric)",
+            f"keep one of {', '.join(CONTROLLED_METRICS)}",
+        )
+    if budgets and budgets[0].metric not in CONTROLLED_METRICS:
+        raise ConfigError(
+            f"--max-drift {budgets[0].metric} is not available for --target openvino",
+            f"use one of {', '.join(CONTROLLED_METRICS)}",
+        )
+
+
+def _nncf_int8(
+    ov_model: Any,
+    specs: Sequence[TensorSpec],
+    options: QuantizeOptions,
+    evaluation: EvaluationSet,
+    budgets: Sequence[DriftBudget],
+    say: Callable[[str], None],
+) -> tuple[Any, dict[str, Any]]:
+    import nncf
+
+    from dlopt.optimize.build_openvino import ATTENTION_OPS
+    from dlopt.optimize.calibration import (
+        calibration_record,
+        open_calibration,
+        single_sample_feeds,
+    )
+
+    calibration = open_calibration(
+        options.calibration, specs, options.calibration_size, options.seed
+    )
+    feeds = single_sample_feeds(calibration)
+    transformer = options.model_type == "transformer" or (
+        options.model_type == "auto"
+        and bool({op.get_type_name() for op in ov_model.get_ops()} & ATTENTION_OPS)
+    )
+    common: dict[str, Any] = {
+        "subset_size": len(feeds),
+        "model_type": nncf.ModelType.TRANSFORMER if transformer else None,
+        "ignored_scope": _ignored_scope(ov_model, options.exclude),
+    }
+    try:
+        if budgets:
+            budget = budgets[0]
+            say(f"quantizing with NNCF accuracy control ({budget}) on {len(feeds)} samples")
+            quantized = nncf.quantize_with_accuracy_control(
+                ov_model,
+                nncf.Dataset(feeds),
+                nncf.Dataset(_items(evaluation), lambda item: item[0]),
+                _validation_fn(budget.metric),
+                max_drop=budget.value if budget.metric == "accuracy_drop" else 1 - budget.value,
+                drop_type=nncf.DropType.ABSOLUTE,
+                **common,
+            )
+        else:
+            say(f"quantizing with NNCF on {len(feeds)} calibration samples")
+            quantized = nncf.quantize(ov_model, nncf.Dataset(feeds), **common)
+    except (ConfigError, QuantizeError):
+        raise
+    except Exception as error:
+        lines = str(error).strip().splitlines()
+        raise QuantizeError(
+            f"NNCF quantization failed: {type(error).__name__}: {lines[0][:200] if lines else ''}",
+            "check that the calibration data fits the model inputs, or --exclude the failing op",
+        ) from error
+    return quantized, {
+        "tool": "nncf",
+        "nncf_version": nncf.__version__,
+        "api": "nncf.quantize_with_accuracy_control" if budgets else "nncf.quantize",
+        "nncf_model_type": "transformer" if transformer else None,
+        "excluded": list(options.exclude),
+        "calibration": calibration_record(calibration, len(feeds), "nncf default (min-max)"),
+    }
+
+
+def _ignored_scope(ov_model: Any, patterns: Sequence[str]) -> Any:
+    """`--exclude` as NNCF's IgnoredScope: OpenVINO op types or node (friendly) names."""
+    import nncf
+
+    if not patterns:
+        return None
+    types = {op.get_type_name() for op in ov_model.get_ops()}
+    names = {op.get_friendly_name() for op in ov_model.get_ops()}
+    unknown = [p for p in patterns if p not in types and p not in names]
+    if unknown:
+        raise ConfigError(
+            f"--exclude {unknown[0]!r} names no OpenVINO op type or node of the model",
+            "on --target openvino give OpenVINO op types (e.g. MatMul, Convolution) or node names",
+        )
+    return nncf.IgnoredScope(
+        names=[p for p in patterns if p in names], types=[p for p in patterns if p in types]
+    )
+
+
+def _items(evaluation: EvaluationSet) -> list[Item]:
+    """One item per sample: its batch-1 feed, its reference output rows, its label."""
+    items: list[Item] = []
+    row = 0
+    for feed in evaluation.feeds:
+        size = next(iter(feed.values())).shape[0]
+        for offset in range(size):
+            one = {name: value[offset : offset + 1] for name, value in feed.items()}
+            reference = [output[row : row + 1] for output in evaluation.reference]
+            label = evaluation.labels[row : row + 1] if evaluation.labels is not None else None
+            items.append((one, reference, label))
+            row += 1
+    return items
+
+
+def _validation_fn(metric: str) -> Callable[[Any, Iterable[Item]], tuple[float, list[float]]]:
+    """NNCF's validation function for a budget metric: (metric, per-item values), higher is
+    better; the FP32 model scores its accuracy, or 1.0 for cosine and agreement."""
+    from dlopt.harness.drift import cosine_similarity
+
+    def validate(compiled: Any, items: Iterable[Item]) -> tuple[float, list[float]]:
+        port = compiled.output(0)
+        per_item: list[float] = []
+        produced: list[np.ndarray] = []
+        expected: list[np.ndarray] = []
+        for feed, reference, label in items:
+            output = np.asarray(compiled(feed)[port], dtype=np.float64)
+            if metric == "accuracy_drop":
+                if label is None:
+                    raise ConfigError("--max-drift accuracy_drop needs labelled --eval data")
+                per_item.append(float(output.argmax(-1)[0] == label[0]))
+            elif metric == "top1_agreement":
+                per_item.append(float(output.argmax(-1)[0] == reference[0].argmax(-1)[0]))
+            else:
+                per_item.append(cosine_similarity(output, reference[0].astype(np.float64)))
+            produced.append(output)
+            expected.append(reference[0])
+        if metric == "cosine" and produced:
+            whole = cosine_similarity(np.concatenate(produced), np.concatenate(expected))
+            return whole, per_item
+        return (float(np.mean(per_item)) if per_item else 0.0), per_item
+
+    return validate
