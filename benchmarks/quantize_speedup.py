@@ -33,11 +33,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ("digits_cnn", "text_transformer")
+# (mode, target, --max-drift budget or None)
 VARIANTS = (
-    ("dynamic", "onnxruntime"),
-    ("static", "onnxruntime"),
-    ("static", "openvino"),
-    ("fp16", "onnxruntime"),
+    ("dynamic", "onnxruntime", None),
+    ("static", "onnxruntime", None),
+    ("static", "onnxruntime", "cosine=0.995"),
+    ("static", "openvino", None),
+    ("fp16", "onnxruntime", None),
 )
 INT8_MODES = ("dynamic", "static")
 Progress = Callable[[str], None]
@@ -149,7 +151,14 @@ def macs_per_sample(sample: Path) -> float:
 
 
 def make_variant(
-    fp32: Path, folder: Path, mode: str, target: str, calibration: str, size: int
+    fp32: Path,
+    folder: Path,
+    mode: str,
+    target: str,
+    calibration: str,
+    size: int,
+    budget: str | None = None,
+    evaluation: str | None = None,
 ) -> tuple[Path | None, str | None]:
     """(quantized model, None), or (None, why not) when dlopt rejects the options."""
     from dlopt.errors import ConfigError, DloptError
@@ -161,6 +170,8 @@ def make_variant(
             target=target,
             calibration=calibration if mode == "static" else None,
             calibration_size=size,
+            evaluation=evaluation if budget else None,
+            max_drift=(budget,) if budget else (),
         )
         return quantize_model(str(fp32), folder, options).path, None
     except ConfigError as error:
@@ -241,12 +252,17 @@ def bench_sample(
     )
     fp32 = exported.path
     variants: dict[str, tuple[str, Path | None, str | None]] = {"fp32": ("fp32", fp32, None)}
-    for mode, target in VARIANTS:
-        say(f"{name}: quantize {mode} for {target}")
+    for mode, target, budget in VARIANTS:
+        say(f"{name}: quantize {mode} for {target}" + (f" within {budget}" if budget else ""))
         calibration = f"{sample / 'data.py'}:calibration"
-        folder = work / f"{mode}_{target}"
-        path, reason = make_variant(fp32, folder, mode, target, calibration, args.calibration_size)
-        variants[f"{mode}/{target}"] = (mode, path, reason)
+        suffix = f"_{budget.replace('=', '')}" if budget else ""
+        folder = work / f"{mode}_{target}{suffix}"
+        evaluation = f"{sample / 'data.py'}:evaluation"
+        path, reason = make_variant(
+            fp32, folder, mode, target, calibration, args.calibration_size, budget, evaluation
+        )
+        label = f"{mode}/{target}" + (f" {budget}" if budget else "")
+        variants[label] = (mode, path, reason)
 
     def settings(backend: str) -> BenchSettings:
         return BenchSettings(
@@ -339,20 +355,20 @@ def print_table(results: dict[str, Any], peaks: dict[str, Any]) -> None:
         f"INT8 {peaks['int8_gops']:.1f} GOP/s (ORT MatMulInteger)"
     )
     print(
-        f"{'model':<17}{'variant':<21}{'p50 ms':>8}{'ratio to FP32 ORT [95% CI]':>29}"
+        f"{'model':<17}{'variant':<34}{'p50 ms':>8}{'ratio to FP32 ORT [95% CI]':>29}"
         f"{'speedup':>8}{'cosine':>9}{'top-1':>7}{'acc drop':>9}{'MB':>6}{'GOP/s':>7}"
         f"{'% of peak':>13}"
     )
     for model, sample in results.items():
         for label, row in sample["variants"].items():
             if row["status"] != "ok":
-                print(f"{model:<17}{label:<21}{row['status']}")
+                print(f"{model:<17}{label:<34}{row['status']}")
                 continue
             ratio = row["ratio_to_fp32_onnxruntime"] or {}
             low, high = ratio.get("ci95", [float("nan")] * 2)
             ratio_text = f"{ratio.get('median_ratio', float('nan')):.3f} [{low:.3f}, {high:.3f}]"
             print(
-                f"{model:<17}{label:<21}{_number(row['p50_ms'], 8, 3)}{ratio_text:>29}"
+                f"{model:<17}{label:<34}{_number(row['p50_ms'], 8, 3)}{ratio_text:>29}"
                 f"{_number(row['speedup'], 7, 2)}x{_number(row['cosine'], 9, 5)}"
                 f"{_number(row['top1_agreement'], 7, 3)}{_number(row['accuracy_drop'], 9, 4)}"
                 f"{_number(row['size_bytes'] and row['size_bytes'] / 2**20, 6, 2)}"
