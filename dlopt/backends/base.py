@@ -34,11 +34,13 @@ class Availability:
 
 @dataclass(frozen=True)
 class LoadOptions:
-    """How to load an artifact: threads (None: all cores) and an optional precision hint."""
+    """How to load an artifact: threads (None: all cores), an optional precision hint, and
+    the ONNX Runtime execution provider (None: the best the installed wheel offers)."""
 
     threads: int | None = None
     precision_hint: str | None = None
     weights: Path | None = None  # for a model.py:factory source on the torch backend
+    provider: str | None = None  # onnxruntime: auto, tensorrt, cuda or cpu
 
     def resolved_threads(self) -> int:
         return self.threads if self.threads is not None else default_threads()

@@ -1,4 +1,5 @@
-"""ONNX Runtime: the CPU execution provider, and CUDA / TensorRT providers when installed."""
+"""ONNX Runtime: the CPU execution provider, and CUDA / TensorRT providers when installed
+(`--provider`: auto picks TensorRT, then CUDA, then CPU; a named one must be installed)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,9 @@ from dlopt.backends.base import (
     unsupported_format,
 )
 from dlopt.errors import BackendError
+from dlopt.optimize.tensorrt_plan import ort_provider_plan, uses_gpu
 from dlopt.specs import Dim, TensorSpec
 
-# Preferred first; only those the installed wheel offers are used.
-PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 ORT_DTYPES = {
     "tensor(float)": "float32",
     "tensor(float16)": "float16",
@@ -58,12 +58,11 @@ class OnnxRuntimeSession(CheckedSession):
         session_options.inter_op_num_threads = 1
         session_options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        available = ort.get_available_providers()
-        providers = [name for name in PROVIDER_ORDER if name in available]
+        plan = ort_provider_plan(options.provider or "auto", ort.get_available_providers())
         self.where = f"onnxruntime session for {artifact.text}"
         try:
             self.session = ort.InferenceSession(
-                str(artifact.path), sess_options=session_options, providers=providers
+                str(artifact.path), sess_options=session_options, providers=plan
             )
         except Exception as error:
             raise BackendError(
@@ -88,6 +87,13 @@ class OnnxRuntimeSession(CheckedSession):
             "graph_optimization_level": "ORT_ENABLE_ALL",
             "onnxruntime_version": ort.__version__,
         }
+        if uses_gpu(self.session.get_providers()):
+            from dlopt.backends.tensorrt_cuda import process_gpu_memory_bytes
+
+            # session.run returns host arrays, so the harness's wall clock already includes the
+            # device synchronization and the copies back.
+            self.info["timing"] = "host wall clock; session.run returns host arrays (synchronous)"
+            self.info["gpu_memory_after_load_bytes"] = process_gpu_memory_bytes()
 
     def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = self.session.run(None, dict(feeds))

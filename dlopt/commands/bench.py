@@ -85,6 +85,14 @@ def bench(
         Path, typer.Option("--output", "-o", help="Folder for worker jobs, logs and outputs.")
     ] = Path("reports/bench"),
     seed: Annotated[int, typer.Option(help="Seed of synthetic data.")] = 0,
+    provider: Annotated[
+        str | None,
+        typer.Option(
+            help="ONNX Runtime execution provider: auto (TensorRT, then CUDA, then CPU, as the "
+            "installed onnxruntime offers them; the default), tensorrt, cuda or cpu. A named "
+            "provider that is not installed is an error (exit 2), never a silent CPU run."
+        ),
+    ] = None,
     memory_limit: Annotated[
         int | None,
         typer.Option(
@@ -127,7 +135,15 @@ def bench(
         timeout_s=timeout,
         seed=seed,
         memory_limit_mb=memory_limit,
+        provider=provider,
     )
+    if provider in ("tensorrt", "cuda"):
+        # Before any worker starts: a GPU provider that is not installed is the user's to fix.
+        import onnxruntime as ort
+
+        from dlopt.optimize.tensorrt_plan import ort_provider_plan
+
+        ort_provider_plan(provider, ort.get_available_providers())
     console = Console(stderr=True)
     with console.status("benchmarking") as status:
         report = run_bench(models, settings, output_dir, progress=status.update)

@@ -61,6 +61,8 @@ class BenchSettings:
     seed: int = 0
     # Each worker's address-space cap (RLIMIT_AS, imports included); None: no cap.
     memory_limit_mb: int | None = None
+    # ONNX Runtime execution provider: auto (best installed), tensorrt, cuda or cpu.
+    provider: str | None = None
 
     def __post_init__(self) -> None:
         positive = {
@@ -79,6 +81,20 @@ class BenchSettings:
             raise ConfigError(f"timeout_s is {self.timeout_s}", "give a positive timeout")
         if not self.backends:
             raise ConfigError("no backend given", "pass --backend NAME at least once")
+        if self.provider is not None:
+            from dlopt.optimize.tensorrt_plan import ORT_PROVIDER_CHOICES
+
+            if self.provider not in ORT_PROVIDER_CHOICES:
+                raise ConfigError(
+                    f"unknown --provider {self.provider!r}",
+                    f"use one of {', '.join(ORT_PROVIDER_CHOICES)}",
+                )
+            if "onnxruntime" not in self.backends:
+                raise ConfigError(
+                    "--provider chooses ONNX Runtime's execution provider, but onnxruntime is "
+                    "not among the backends",
+                    "add --backend onnxruntime, or drop --provider",
+                )
 
 
 @dataclass
@@ -277,6 +293,7 @@ def _job(
         warmup=asdict(settings.warmup),
         seed=settings.seed,
         memory_limit_mb=settings.memory_limit_mb,
+        provider=settings.provider,
     )
 
 

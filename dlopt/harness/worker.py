@@ -57,6 +57,7 @@ class WorkerJob:
     warmup: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     memory_limit_mb: int | None = None
+    provider: str | None = None
     schema: str = JOB_SCHEMA
 
     def to_json(self) -> str:
@@ -146,7 +147,7 @@ def run_job(job: WorkerJob) -> dict[str, Any]:
         "peak_rss_after_imports_bytes": peak_rss_bytes(),
     }
     options = LoadOptions(
-        job.threads, job.precision_hint, Path(job.weights) if job.weights else None
+        job.threads, job.precision_hint, Path(job.weights) if job.weights else None, job.provider
     )
     models: dict[str, dict[str, Any]] = {}
     sessions = {}

@@ -204,3 +204,41 @@ def test_cli_unknown_backend_exits_2(workspace: dict[str, str]) -> None:
 
     assert result.exit_code == 2
     assert "Known backends: torch, onnxruntime, openvino, tensorrt" in result.output
+
+
+def test_provider_cpu_is_used_and_recorded(workspace: dict[str, str], tmp_path: Path) -> None:
+    report = run_bench(
+        [workspace["fp32"]],
+        BenchSettings(
+            backends=("onnxruntime",), iterations=10, warmup=QUICK_WARMUP, provider="cpu"
+        ),
+        tmp_path,
+    )
+
+    row = report.row(workspace["fp32"], "onnxruntime")
+    assert row.status == "ok", row.reason
+    assert row.info["providers"] == ["CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["--provider", "cuda"], "no CUDAExecutionProvider"),
+        (["--provider", "tensorrt"], "no TensorrtExecutionProvider"),
+        (["--provider", "tpu"], "unknown --provider"),
+        (["--provider", "cpu", "--backend", "openvino"], "onnxruntime is not among"),
+    ],
+)
+def test_an_unusable_provider_exits_2_before_any_worker(
+    workspace: dict[str, str], tmp_path: Path, extra: list[str], fragment: str
+) -> None:
+    arguments = ["bench", workspace["fp32"], "-o", str(tmp_path / "work"), *extra]
+    if "--backend" not in extra:
+        arguments += ["--backend", "onnxruntime"]
+
+    result = CliRunner().invoke(app, arguments)
+
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and fragment in lines[0], result.stderr
+    assert not (tmp_path / "work").exists()

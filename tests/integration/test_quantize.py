@@ -323,3 +323,19 @@ def test_bad_quantize_options_exit_2_with_one_line(
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and fragment in lines[0], result.stderr
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_dynamic_int8_cnn_leaves_convolutions_float_and_keeps_accuracy(
+    exported_sample: Callable[[str], Path], tmp_path: Path
+) -> None:
+    import onnx
+
+    fp32 = exported_sample("digits_cnn") / "model.onnx"
+    options = QuantizeOptions(mode="dynamic", evaluation="sample:digits_cnn:evaluation")
+
+    result = quantize_model(str(fp32), tmp_path / "q", options)
+
+    ops = {node.op_type for node in onnx.load(str(result.path)).graph.node}
+    assert "Conv" in ops and "ConvInteger" not in ops  # ConvInteger ran 6x slower here
+    assert ops & {"MatMulInteger", "DynamicQuantizeLinear"}  # the dense head is INT8
+    assert manifest_of(result.path)["checks"]["drift"]["accuracy_drop"] <= 0.01
