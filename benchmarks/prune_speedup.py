@@ -19,7 +19,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 from quantize_speedup import measure_peaks  # a sibling script: benchmarks/ is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,37 +28,13 @@ WEIGHTS = SAMPLE / "weights.pt"
 DATA = SAMPLE / "data.py"
 
 
-def quantize_int8(fp32: Path, int8: Path) -> Path:
-    """Static INT8 with ONNX Runtime: QDQ, U8 activations, S8 per-channel weights."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+def quantize_int8(fp32: Path, folder: Path) -> Path:
+    """Static INT8 with `dlopt quantize`'s ONNX Runtime path: QDQ, U8 activations, S8
+    per-channel weights, calibrated on the sample's calibration split."""
+    from dlopt.optimize.quantize import QuantizeOptions, quantize_model
 
-    from dlopt.data import open_data
-    from dlopt.specs import parse_input_specs
-
-    specs = parse_input_specs(["image:batch=1x1x32x32"])
-    batches = iter(open_data(f"{DATA}:calibration", specs, batch_size=32))
-
-    class Reader(CalibrationDataReader):
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            batch = next(batches, None)
-            return None if batch is None else {"image": batch.inputs["image"]}
-
-    int8.parent.mkdir(parents=True, exist_ok=True)
-    quantize_static(
-        str(fp32),
-        str(int8),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-    )
-    return int8
+    options = QuantizeOptions(calibration=f"{DATA}:calibration")
+    return quantize_model(str(fp32), folder, options).path
 
 
 def main() -> int:
@@ -101,8 +76,8 @@ def main() -> int:
     models = {
         "fp32": out / "fp32" / "model.onnx",
         "pruned": out / "pruned" / "model.onnx",
-        "pruned+int8": quantize_int8(out / "pruned" / "model.onnx", out / "pruned_int8.onnx"),
-        "int8": quantize_int8(out / "fp32" / "model.onnx", out / "int8.onnx"),
+        "pruned+int8": quantize_int8(out / "pruned" / "model.onnx", out / "pruned_int8"),
+        "int8": quantize_int8(out / "fp32" / "model.onnx", out / "int8"),
         "unstructured": out / "unstructured" / "model.onnx",
     }
     settings = BenchSettings(
