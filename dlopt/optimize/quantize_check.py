@@ -27,6 +27,7 @@ from dlopt.optimize.accuracy_aware import (
 from dlopt.specs import TensorSpec
 
 if TYPE_CHECKING:
+    from dlopt.data import DataSource
     from dlopt.optimize.quantize import QuantizeOptions
 
 EVALUATION_BATCH = 32
@@ -42,7 +43,7 @@ class Staged:
     format: str = "onnx"
 
 
-def open_evaluation(parent: Path, specs: Sequence[TensorSpec], options: QuantizeOptions) -> Any:
+def open_evaluation(specs: Sequence[TensorSpec], options: QuantizeOptions) -> DataSource:
     """The evaluation data: `--eval`, else the calibration data, else random inputs."""
     from dlopt.data import open_data
 
@@ -54,7 +55,7 @@ def reference_set(
     parent: Path, specs: Sequence[TensorSpec], options: QuantizeOptions
 ) -> EvaluationSet:
     """The evaluation feeds with the FP32 parent's outputs on them (one pass over the data)."""
-    data = open_evaluation(parent, specs, options)
+    data = open_evaluation(specs, options)
     reference = onnx_runner(parent)
     feeds = ((dict(batch.inputs), batch.labels) for batch in data)
     return evaluation_set(feeds, reference, data.description, data.sha256())

@@ -247,7 +247,7 @@ def quantize_onnx_within_budget(
     kept_float: list[str] = []
     if budgets and not budgets_hold(budgets, measured):
         say("ranking quantized nodes by their effect on the output")
-        ranking = _sensitivity_ranking(prepared, output, excluded, options, evaluation, staging)
+        ranking = _sensitivity_ranking(prepared, output, excluded, options, evaluation)
         # At least one matrix product stays INT8: without one the model is not quantized.
         products = set(_nodes_of_types(prepared, COMPUTE_OPS)) & set(ranking)
         groups = [
@@ -296,7 +296,6 @@ def _sensitivity_ranking(
     excluded: Sequence[str],
     options: QuantizeOptions,
     evaluation: EvaluationSet,
-    staging: Path,
 ) -> list[str]:
     """Node names of the float graph, most harmful in INT8 first (see quantize_sensitivity)."""
     import onnx

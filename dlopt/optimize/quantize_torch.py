@@ -38,10 +38,9 @@ def quantize_torch_dynamic(
 ) -> QuantizeResult:
     import torch
 
-    from dlopt.data import open_data
     from dlopt.optimize.build import parent_record, resolve_build_input
     from dlopt.optimize.quantize import QuantizeResult, move_into_place
-    from dlopt.optimize.quantize_check import EVALUATION_BATCH, drift_record
+    from dlopt.optimize.quantize_check import drift_record, open_evaluation
     from dlopt.optimize.quantize_onnxruntime import QuantizeError
     from dlopt.specs import random_feed
     from dlopt.torch_io import FlatIOModule, run_torch, to_tensors
@@ -87,13 +86,7 @@ def quantize_torch_dynamic(
             ) from error
         reloaded = torch.jit.load(str(staged), map_location="cpu").eval()
         say("measuring drift against the FP32 model")
-        data = open_data(
-            options.evaluation or options.calibration,
-            specs,
-            EVALUATION_BATCH,
-            options.evaluation_size,
-            options.seed,
-        )
+        data = open_evaluation(specs, options)
 
         def runner(module: Any) -> Callable[[Mapping[str, np.ndarray]], list[np.ndarray]]:
             return lambda feed: list(run_torch(module, feed, specs).values())
