@@ -4,11 +4,14 @@ the FP32 parent, then a speed check against it."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dlopt.commands._common import report_errors
+
+if TYPE_CHECKING:
+    from dlopt.optimize.quantize import QuantizeOptions
 
 EXAMPLES = """\
 Examples:
@@ -164,7 +167,7 @@ def _speed_check(
     parent: str,
     quantized: Path,
     folder: Path,
-    options: object,
+    options: QuantizeOptions,
     weights: Path | None,
     input_specs: list[str] | None,
 ) -> None:
@@ -172,7 +175,7 @@ def _speed_check(
 
     from dlopt.harness.bench import BenchSettings, run_bench
 
-    target = getattr(options, "target", "onnxruntime")
+    target = options.target
     backend = {"openvino": "openvino", "torch": "torch"}.get(target, "onnxruntime")
     # The FP32 parent runs on ONNX Runtime for every ONNX-based target: the baseline a user
     # would ship without dlopt.
