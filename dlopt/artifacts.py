@@ -16,7 +16,7 @@ import platform
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -190,6 +190,15 @@ def staging_dir(final_dir: Path) -> Iterator[Path]:
         raise
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
+
+
+def move_into_place(files: Sequence[Path], output_dir: Path) -> None:
+    """Move staged files into `output_dir`, in the order given: the model file last, so that a
+    reader never finds a model whose weights or manifest are not there yet. Everything was
+    written in staging first, so a failed write (a full disk) left an earlier artifact as it
+    was; os.replace is atomic per file."""
+    for file in files:
+        os.replace(file, output_dir / file.name)
 
 
 def write_failure(error: BaseException, target: Path) -> ArtifactError | None:

@@ -123,16 +123,27 @@ class DataSource:
 
     def sha256(self) -> str:
         """Hex sha256 of the streamed content (names, dtypes, shapes, values, labels)."""
+        return self.count_and_sha256()[1]
+
+    def count_and_sha256(self) -> tuple[int, str]:
+        """Samples and sha256 of one pass, for callers that need both (one read, not two)."""
         digest = hashlib.sha256()
+        count = 0
         for batch in self:
-            for name in sorted(batch.inputs):
-                _hash_array(digest, name, batch.inputs[name])
-            if batch.labels is not None:
-                _hash_array(digest, LABELS, batch.labels)
-        return digest.hexdigest()
+            hash_batch(digest, batch)
+            count += batch.size
+        return count, digest.hexdigest()
 
     def __repr__(self) -> str:
         return f"DataSource({self.description!r}, batch_size={self.batch_size})"
+
+
+def hash_batch(digest: Any, batch: Batch) -> None:
+    """Add one batch to a `hashlib` digest, as `DataSource.sha256` does."""
+    for name in sorted(batch.inputs):
+        _hash_array(digest, name, batch.inputs[name])
+    if batch.labels is not None:
+        _hash_array(digest, LABELS, batch.labels)
 
 
 def _hash_array(digest: Any, name: str, array: np.ndarray) -> None:

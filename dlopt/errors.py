@@ -78,3 +78,9 @@ class BudgetNotMetError(DloptError):
     left behind. Exit 1, like a failed gate."""
 
     exit_code = ExitCode.GATE_FAILED
+
+
+def first_line(error: BaseException, limit: int = 240) -> str:
+    """`TypeName: first non-blank line` of a library's exception, for one-line messages."""
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0][:limit] if lines else ''}"

@@ -13,14 +13,18 @@ effect on the output (`quantize_sensitivity`) and returns them to float a group 
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dlopt.errors import ConfigError
+
+if TYPE_CHECKING:
+    from dlopt.data import DataSource
 
 # metric -> True when the value is a floor (higher is better), False when it is a ceiling.
 BUDGET_METRICS: dict[str, bool] = {
@@ -109,17 +113,6 @@ def default_group_size(quantized_nodes: int) -> int:
     return max(1, math.ceil(quantized_nodes / 10))
 
 
-def sqnr_db(candidate: np.ndarray, reference: np.ndarray) -> float:
-    """10 log10(signal / noise) of `candidate` against `reference`; inf when identical."""
-    a = np.asarray(candidate, dtype=np.float64).ravel()
-    b = np.asarray(reference, dtype=np.float64).ravel()
-    noise = float(np.dot(a - b, a - b))
-    signal = float(np.dot(b, b))
-    if noise == 0:
-        return math.inf
-    return 10 * math.log10(signal / noise) if signal > 0 else -math.inf
-
-
 @dataclass
 class EvaluationSet:
     """Evaluation feeds with the FP32 parent's outputs on them (and labels when given)."""
@@ -135,24 +128,24 @@ class EvaluationSet:
         return int(self.reference[0].shape[0]) if self.reference else 0
 
 
-def evaluation_set(
-    feeds: Iterable[tuple[dict[str, np.ndarray], np.ndarray | None]],
-    reference: RunFn,
-    description: str,
-    sha256: str,
-) -> EvaluationSet:
-    """Run the reference on every feed once and keep what later measurements need."""
+def evaluation_set(data: DataSource, reference: RunFn) -> EvaluationSet:
+    """Run the reference on every batch of `data` and keep what later measurements need; the
+    data's sha256 is taken in the same pass."""
+    from dlopt.data import hash_batch
+
+    digest = hashlib.sha256()
     kept: list[dict[str, np.ndarray]] = []
     outputs: list[list[np.ndarray]] = []
     labels: list[np.ndarray] = []
-    for feed, label in feeds:
-        kept.append(feed)
-        outputs.append(reference(feed))
-        if label is not None:
-            labels.append(label)
+    for batch in data:
+        hash_batch(digest, batch)
+        kept.append(dict(batch.inputs))
+        outputs.append(reference(kept[-1]))
+        if batch.labels is not None:
+            labels.append(batch.labels)
     columns = [np.concatenate(parts) for parts in zip(*outputs, strict=True)]
     joined = np.concatenate(labels) if labels and len(labels) == len(kept) else None
-    return EvaluationSet(kept, columns, joined, description, sha256)
+    return EvaluationSet(kept, columns, joined, data.description, digest.hexdigest())
 
 
 def measure_drift(

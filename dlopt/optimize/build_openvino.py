@@ -12,7 +12,6 @@ on CPUs with bf16 OpenVINO would otherwise run in bf16).
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -20,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from dlopt.artifacts import Manifest, staging_dir, write_manifest
-from dlopt.errors import DataError
+from dlopt.artifacts import Manifest, move_into_place, staging_dir, write_manifest
+from dlopt.errors import DataError, first_line
 from dlopt.optimize.build import BuildError, BuildInput, BuildOptions, BuildResult, parent_record
 from dlopt.optimize.parity import DEFAULT_TOLERANCES, ParityReport, Tolerance, check_parity
 from dlopt.optimize.shape_profiles import ShapeRange, parse_shape_ranges, resolve_shape_ranges
@@ -65,7 +64,7 @@ def build_openvino_ir(
         except RuntimeError as error:
             # OpenVINO's C++ writer reports a full disk as "basic_ios::clear: iostream error".
             raise BuildError(
-                f"cannot save the IR to {output_dir}: {_first_line(error)}",
+                f"cannot save the IR to {output_dir}: {first_line(error)}",
                 "free disk space there or choose a folder you can write to (-o); if neither is "
                 "the cause, report the model",
             ) from error
@@ -111,9 +110,7 @@ def build_openvino_ir(
         # IR in output_dir as it was. Model file last: a reader never finds a model.xml whose
         # .bin is not there yet.
         manifest_path = output_dir / staged_manifest.name
-        os.replace(staged_manifest, manifest_path)
-        os.replace(staging / "model.bin", output_dir / "model.bin")
-        os.replace(staged, final_path)
+        move_into_place([staged_manifest, staging / "model.bin", staged], output_dir)
     if parity is not None and not parity.passed:
         raise BuildError(_parity_message(parity, final_path), _parity_hint(options))
     return BuildResult(
@@ -214,7 +211,7 @@ def _convert(model: BuildInput) -> Any:
             ov_model = _convert_torch(model)
     except Exception as error:
         raise BuildError(
-            f"openvino.convert_model fails on {model.text}: {_first_line(error)}",
+            f"openvino.convert_model fails on {model.text}: {first_line(error)}",
             "export it to ONNX first (dlopt export -f onnx) and build from the .onnx",
         ) from error
     names = model.output_names
@@ -274,7 +271,7 @@ def _quantize(
         )
     except Exception as error:
         raise BuildError(
-            f"NNCF quantization failed: {_first_line(error)}",
+            f"NNCF quantization failed: {first_line(error)}",
             "check that the calibration data fits the model inputs",
         ) from error
     record = {
@@ -383,8 +380,3 @@ def _parity_hint(options: BuildOptions) -> str:
     if options.shapes or options.static_shapes:
         return "check the --shapes ranges against what the model supports"
     return "rebuild from the ONNX export (dlopt export -f onnx), or report the model"
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [line for line in str(error).strip().splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[0][:240] if lines else ''}"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,19 +20,29 @@ ORT_CALIBRATION_BATCH = 8
 MIN_CALIBRATION_SAMPLES = 8
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """The calibration stream with what one checking pass found: its samples and sha256."""
+
+    data: DataSource
+    samples: int
+    sha256: str
+
+
 def open_calibration(
     source: str | None,
     specs: Sequence[TensorSpec],
     samples: int,
     seed: int,
     batch_size: int = ORT_CALIBRATION_BATCH,
-) -> DataSource:
-    """The calibration stream, checked once (names, shapes, dtypes, NaN, enough samples).
+) -> Calibration:
+    """The calibration stream, checked once (names, shapes, dtypes, NaN, enough samples) in
+    the same pass that hashes it for the manifest.
 
     Raises DataError, one line, naming the source and the fix.
     """
     data = open_data(source, specs, batch_size, samples, seed)
-    count = data.count_samples()
+    count, sha256 = data.count_and_sha256()
     needed = min(MIN_CALIBRATION_SAMPLES, samples)
     if count < needed:
         raise DataError(
@@ -39,7 +50,7 @@ def open_calibration(
             "needed for usable scales",
             "give more calibration samples (a few hundred is typical)",
         )
-    return data
+    return Calibration(data, count, sha256)
 
 
 def ort_reader(data: DataSource) -> Any:
@@ -75,11 +86,13 @@ def single_sample_feeds(data: DataSource) -> list[dict[str, np.ndarray]]:
     return feeds
 
 
-def calibration_record(data: DataSource, samples: int, method: str | None) -> dict[str, Any]:
-    """What the manifest says about the calibration: source, sha256, samples, method."""
+def calibration_record(
+    calibration: Calibration, samples: int, method: str | None
+) -> dict[str, Any]:
+    """What the manifest says about the calibration: source, sha256, samples read, method."""
     return {
-        "source": data.description,
-        "sha256": data.sha256(),
+        "source": calibration.data.description,
+        "sha256": calibration.sha256,
         "samples": samples,
         "method": method,
     }

@@ -20,7 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from dlopt.artifacts import Manifest, manifest_path, staging_dir, write_manifest
+from dlopt.artifacts import (
+    Manifest,
+    manifest_path,
+    move_into_place,
+    staging_dir,
+    write_manifest,
+)
 from dlopt.errors import ExportError, InputSpecError
 from dlopt.optimize.parity import ParityReport, Tolerance, check_parity
 from dlopt.sources import LoadedModel, load_torch_model
@@ -394,13 +400,9 @@ def _quiet_exporter() -> Iterator[None]:
 
 
 def _move_into_place(staging: Path, output_dir: Path) -> None:
-    # Everything, the manifest included, is written in staging first: a write that fails (a full
-    # disk) leaves an earlier artifact in output_dir as it was. os.replace is atomic per file;
-    # the model file goes last so that a reader never finds a model.onnx whose external data
-    # is not there yet.
-    files = sorted(staging.iterdir(), key=lambda p: p.suffix in (".onnx", ".ts"))
-    for path in files:
-        os.replace(path, output_dir / path.name)
+    # Everything in staging (external data and the manifest included), the model file last.
+    files = sorted(staging.iterdir(), key=lambda path: path.suffix in (".onnx", ".ts"))
+    move_into_place(files, output_dir)
 
 
 def _manifest(

@@ -16,7 +16,6 @@ sensitive nodes to float a group at a time, and a budget that still fails leaves
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 from dlopt.artifacts import (
     Manifest,
     manifest_path,
+    move_into_place,
     read_manifest,
     sha256_file,
     staging_dir,
@@ -201,14 +201,6 @@ def quantize_model(
     return QuantizeResult(
         final_path, manifest_path(final_path), {**staged.recipe, "drift": staged.drift}
     )
-
-
-def move_into_place(files: Sequence[Path], output_dir: Path) -> None:
-    """Everything is written in staging first, so a failed write (a full disk) leaves an
-    earlier artifact as it was; the model file goes last, so a reader never finds a model
-    whose weights or manifest are not there yet. os.replace is atomic per file."""
-    for file in files:
-        os.replace(file, output_dir / file.name)
 
 
 def _onnx_parent(

@@ -55,10 +55,7 @@ def reference_set(
     parent: Path, specs: Sequence[TensorSpec], options: QuantizeOptions
 ) -> EvaluationSet:
     """The evaluation feeds with the FP32 parent's outputs on them (one pass over the data)."""
-    data = open_evaluation(specs, options)
-    reference = onnx_runner(parent)
-    feeds = ((dict(batch.inputs), batch.labels) for batch in data)
-    return evaluation_set(feeds, reference, data.description, data.sha256())
+    return evaluation_set(open_evaluation(specs, options), onnx_runner(parent))
 
 
 def onnx_runner(path: Path) -> RunFn:

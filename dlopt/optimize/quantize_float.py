@@ -7,12 +7,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dlopt.errors import ConfigError, first_line
 from dlopt.optimize.accuracy_aware import measure_drift
+from dlopt.optimize.quantize_check import (
+    Staged,
+    drift_record,
+    onnx_runner,
+    reference_set,
+    require_budgets,
+)
+from dlopt.optimize.quantize_onnxruntime import QuantizeError
 from dlopt.specs import TensorSpec
 
 if TYPE_CHECKING:
     from dlopt.optimize.quantize import QuantizeOptions
-    from dlopt.optimize.quantize_check import Staged
 
 
 def onnx_fp16(
@@ -24,17 +32,8 @@ def onnx_fp16(
 ) -> Staged:
     """Convert `parent` to FP16, measure its drift, and hold it to `options.max_drift`."""
     from dlopt.optimize.build_tensorrt import convert_onnx_to_fp16
-    from dlopt.optimize.quantize_check import (
-        Staged,
-        drift_record,
-        onnx_runner,
-        reference_set,
-        require_budgets,
-    )
 
     if options.exclude:
-        from dlopt.errors import ConfigError
-
         raise ConfigError(
             "--exclude is not available with --mode fp16", "drop --exclude for an FP16 model"
         )
@@ -47,11 +46,9 @@ def onnx_fp16(
     try:
         runner = onnx_runner(output)
     except Exception as error:  # ORT rejects a graph the converter typed inconsistently
-        from dlopt.optimize.quantize_onnxruntime import QuantizeError
-
         raise QuantizeError(
             f"the FP16 conversion of {parent} does not load in ONNX Runtime: "
-            f"{str(error).strip().splitlines()[0][:200]}",
+            f"{first_line(error, 200)}",
             "use --mode dynamic or --mode static, or --target openvino --mode fp16",
         ) from error
     measured = measure_drift(runner, evaluation, budgets)

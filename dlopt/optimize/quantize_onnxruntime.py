@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dlopt.data import DataSource
-from dlopt.errors import ConfigError, DloptError
+from dlopt.errors import ConfigError, DloptError, first_line
 from dlopt.optimize.accuracy_aware import (
     EvaluationSet,
     budgets_hold,
@@ -32,11 +31,23 @@ from dlopt.optimize.accuracy_aware import (
     float_groups,
     measure_drift,
 )
+from dlopt.optimize.calibration import (
+    Calibration,
+    calibration_record,
+    open_calibration,
+    ort_reader,
+)
+from dlopt.optimize.quantize_check import (
+    Staged,
+    drift_record,
+    onnx_runner,
+    reference_set,
+    require_budgets,
+)
 from dlopt.specs import TensorSpec
 
 if TYPE_CHECKING:
     from dlopt.optimize.quantize import QuantizeOptions
-    from dlopt.optimize.quantize_check import Staged
 
 SENSITIVITY_SAMPLES = 64
 # The matrix products INT8 is for; a budget met only with all of them in float is not met.
@@ -86,29 +97,36 @@ def nodes_to_exclude(model: Path, patterns: Sequence[str]) -> list[str]:
 def quantize_onnx(
     prepared: Path,
     output: Path,
-    mode: str,
-    target: str,
-    per_channel: bool,
-    method: str,
+    options: QuantizeOptions,
     excluded: Sequence[str],
-    calibration: DataSource | None,
+    calibration: Calibration | None,
 ) -> int:
-    """Quantize `prepared` into `output`; returns the calibration samples read (0 if none).
+    """Quantize `prepared` into `output` as `options` say (mode, target, per-channel, method);
+    returns the calibration samples read (0 if none).
 
     Raises QuantizeError when ONNX Runtime fails, DataError for bad calibration data.
     """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
     try:
         with _quiet_root_logger():
-            return _quantize(
-                prepared, output, mode, target, per_channel, method, excluded, calibration
-            )
+            if options.mode == "dynamic":
+                quantize_dynamic(
+                    prepared,
+                    output,
+                    op_types_to_quantize=list(DYNAMIC_OP_TYPES),
+                    per_channel=options.per_channel,
+                    weight_type=QuantType.QInt8,
+                    nodes_to_exclude=list(excluded) or None,
+                )
+                return 0
+            assert calibration is not None  # options validation guarantees it
+            return _quantize_static(prepared, output, options, excluded, calibration)
     except DloptError:
         raise
     except Exception as error:
-        message = str(error).strip().splitlines()
         raise QuantizeError(
-            f"ONNX Runtime's {mode} quantization failed: {type(error).__name__}: "
-            f"{message[0][:200] if message else ''}",
+            f"ONNX Runtime's {options.mode} quantization failed: {first_line(error, 200)}",
             "try --mode dynamic, another --method, or --exclude the failing op type",
         ) from error
 
@@ -126,51 +144,21 @@ def _quiet_root_logger() -> Iterator[None]:
         root.setLevel(level)
 
 
-def _quantize(
-    prepared: Path,
-    output: Path,
-    mode: str,
-    target: str,
-    per_channel: bool,
-    method: str,
-    excluded: Sequence[str],
-    calibration: DataSource | None,
-) -> int:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    if mode == "dynamic":
-        quantize_dynamic(
-            prepared,
-            output,
-            op_types_to_quantize=list(DYNAMIC_OP_TYPES),
-            per_channel=per_channel,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=list(excluded) or None,
-        )
-        return 0
-    assert calibration is not None  # options validation guarantees it
-    return _quantize_static(prepared, output, target, per_channel, method, excluded, calibration)
-
-
 def _quantize_static(
     prepared: Path,
     output: Path,
-    target: str,
-    per_channel: bool,
-    method: str,
+    options: QuantizeOptions,
     excluded: Sequence[str],
-    calibration: DataSource,
+    calibration: Calibration,
 ) -> int:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from dlopt.optimize.calibration import ort_reader
-
-    reader = ort_reader(calibration)
+    reader = ort_reader(calibration.data)
     # Graphs fused by ORT's optimizer have tensors of unknown type without DefaultTensorType.
     extra: dict[str, Any] = {"DefaultTensorType": onnx.TensorProto.FLOAT}
     activation = QuantType.QUInt8
-    if target == "tensorrt":
+    if options.target == "tensorrt":
         activation = QuantType.QInt8
         extra.update(ActivationSymmetric=True, WeightSymmetric=True)
     quantize_static(
@@ -178,14 +166,14 @@ def _quantize_static(
         output,
         reader,
         quant_format=QuantFormat.QDQ,
-        per_channel=per_channel,
+        per_channel=options.per_channel,
         activation_type=activation,
         weight_type=QuantType.QInt8,
         calibrate_method={
             "minmax": CalibrationMethod.MinMax,
             "entropy": CalibrationMethod.Entropy,
             "percentile": CalibrationMethod.Percentile,
-        }[method],
+        }[options.method],
         nodes_to_exclude=list(excluded) or None,
         extra_options=extra,
     )
@@ -205,15 +193,6 @@ def quantize_onnx_within_budget(
     (`quantize_sensitivity`) and returned to float a group at a time until the budget holds;
     when it holds only with every node in float, BudgetNotMetError.
     """
-    from dlopt.optimize.calibration import calibration_record, open_calibration
-    from dlopt.optimize.quantize_check import (
-        Staged,
-        drift_record,
-        onnx_runner,
-        reference_set,
-        require_budgets,
-    )
-
     say("pre-processing (shape inference, optimization)")
     prepared, preprocessing = preprocess(parent, staging / "prepared.onnx")
     excluded = nodes_to_exclude(prepared, options.exclude)
@@ -227,16 +206,7 @@ def quantize_onnx_within_budget(
 
     def attempt(keep_float: Sequence[str]) -> tuple[int, dict[str, float]]:
         say(f"quantizing ({options.mode}, {len(keep_float)} extra nodes kept float)")
-        samples = quantize_onnx(
-            prepared,
-            output,
-            options.mode,
-            options.target,
-            options.per_channel,
-            options.method,
-            [*excluded, *keep_float],
-            calibration,
-        )
+        samples = quantize_onnx(prepared, output, options, [*excluded, *keep_float], calibration)
         say("measuring drift against the FP32 parent")
         return samples, measure_drift(onnx_runner(output), evaluation, budgets)
 
@@ -314,16 +284,7 @@ def _sensitivity_ranking(
     ]
 
     def requantize(keep_float: Sequence[str], path: Path) -> None:
-        quantize_onnx(
-            prepared,
-            path,
-            "dynamic",
-            options.target,
-            options.per_channel,
-            options.method,
-            [*excluded, *keep_float],
-            None,
-        )
+        quantize_onnx(prepared, path, options, [*excluded, *keep_float], None)
 
     return rank_by_leaving_out(candidates, requantize, feeds, reference)
 

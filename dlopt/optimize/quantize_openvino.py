@@ -19,14 +19,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dlopt.errors import ConfigError
+from dlopt.errors import ConfigError, first_line
 from dlopt.optimize.accuracy_aware import DriftBudget, EvaluationSet, measure_drift
+from dlopt.optimize.calibration import calibration_record, open_calibration, single_sample_feeds
+from dlopt.optimize.quantize_check import (
+    Staged,
+    drift_record,
+    ir_runner,
+    reference_set,
+    require_budgets,
+)
 from dlopt.optimize.quantize_onnxruntime import QuantizeError
 from dlopt.specs import TensorSpec
 
 if TYPE_CHECKING:
     from dlopt.optimize.quantize import QuantizeOptions
-    from dlopt.optimize.quantize_check import Staged
 
 # Budget metrics NNCF's accuracy control can steer (higher is better for each validation value).
 CONTROLLED_METRICS = ("accuracy_drop", "cosine", "top1_agreement")
@@ -45,13 +52,6 @@ def quantize_to_ir(
     import openvino as ov
 
     from dlopt.optimize.build_openvino import number_generated_names, openvino_compile_properties
-    from dlopt.optimize.quantize_check import (
-        Staged,
-        drift_record,
-        ir_runner,
-        reference_set,
-        require_budgets,
-    )
 
     budgets = options.budgets()
     _check_budgets_for_nncf(budgets)
@@ -79,7 +79,7 @@ def quantize_to_ir(
     except RuntimeError as error:
         # OpenVINO's C++ writer reports a full disk as "basic_ios::clear: iostream error".
         raise QuantizeError(
-            f"cannot save the IR to {staging.parent}: {str(error).strip().splitlines()[0][:200]}",
+            f"cannot save the IR to {staging.parent}: {first_line(error, 200)}",
             "free disk space there or choose a folder you can write to (-o)",
         ) from error
     properties = openvino_compile_properties(HINTS[options.mode])
@@ -128,16 +128,11 @@ def _nncf_int8(
     import nncf
 
     from dlopt.optimize.build_openvino import ATTENTION_OPS
-    from dlopt.optimize.calibration import (
-        calibration_record,
-        open_calibration,
-        single_sample_feeds,
-    )
 
     calibration = open_calibration(
         options.calibration, specs, options.calibration_size, options.seed
     )
-    feeds = single_sample_feeds(calibration)
+    feeds = single_sample_feeds(calibration.data)
     transformer = options.model_type == "transformer" or (
         options.model_type == "auto"
         and bool({op.get_type_name() for op in ov_model.get_ops()} & ATTENTION_OPS)
@@ -166,9 +161,8 @@ def _nncf_int8(
     except (ConfigError, QuantizeError):
         raise
     except Exception as error:
-        lines = str(error).strip().splitlines()
         raise QuantizeError(
-            f"NNCF quantization failed: {type(error).__name__}: {lines[0][:200] if lines else ''}",
+            f"NNCF quantization failed: {first_line(error, 200)}",
             "check that the calibration data fits the model inputs, or --exclude the failing op",
         ) from error
     return quantized, {

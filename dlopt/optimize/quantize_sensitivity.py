@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from dlopt.optimize.accuracy_aware import sqnr_db
+from dlopt.harness.drift import drift
 
 Feeds = Sequence[Mapping[str, np.ndarray]]
 Requantize = Callable[[Sequence[str], Path], None]
@@ -42,8 +42,12 @@ def rank_qdq_nodes(
 
     model = onnx.load(str(quantized))
     graph = model.graph
-    initializers = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    initializers = {t.name: t for t in graph.initializer}  # read as arrays only when needed
     producers = {out: node.name for node in graph.node for out in node.output}
+    consumers: dict[str, list[str]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node.name)
     quantized_inputs = {
         n.output[0]: n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"
     }
@@ -55,9 +59,8 @@ def rank_qdq_nodes(
             )
             if tensor is None or tensor in initializers:
                 continue  # weights and biases are not activation quantizers
-            consumers = [n.name for n in graph.node if node.output[0] in n.input]
             output_sqnr = _with_bypass(model, node, tensor, initializers, scratch, feeds, reference)
-            nodes = [producers.get(tensor, ""), *consumers]
+            nodes = [producers.get(tensor, ""), *consumers.get(node.output[0], [])]
             names = [name for name in nodes if name in prepared_names]
             scores.append((output_sqnr, index, names))
     ranking: list[str] = []
@@ -86,7 +89,7 @@ def _with_bypass(
     model: Any,
     dequantize: Any,
     tensor: str,
-    initializers: Mapping[str, np.ndarray],
+    initializers: Mapping[str, Any],
     scratch: str,
     feeds: Feeds,
     reference: Sequence[np.ndarray],
@@ -96,8 +99,12 @@ def _with_bypass(
     after a Conv or Gemm and lets the QDQ range (zero point at 0) do its clipping."""
     import onnx
 
-    scale = initializers.get(dequantize.input[1])
-    zero_point = initializers.get(dequantize.input[2]) if len(dequantize.input) > 2 else None
+    def array(name: str) -> np.ndarray | None:
+        proto = initializers.get(name)
+        return None if proto is None else onnx.numpy_helper.to_array(proto)
+
+    scale = array(dequantize.input[1])
+    zero_point = array(dequantize.input[2]) if len(dequantize.input) > 2 else None
     if scale is None or scale.size != 1 or (zero_point is not None and zero_point.size != 1):
         return math.nan  # per-channel or computed scales: not an activation quantizer
     info = np.iinfo(zero_point.dtype if zero_point is not None else np.uint8)
@@ -133,10 +140,10 @@ def _output_sqnr(path: Path, feeds: Feeds, reference: Sequence[np.ndarray]) -> f
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     produced = [np.asarray(session.run(None, dict(feed))[0]) for feed in feeds]
-    return sqnr_db(
+    return drift(
         np.concatenate([p.ravel() for p in produced]),
         np.concatenate([np.asarray(r).ravel() for r in reference]),
-    )
+    ).sqnr_db
 
 
 def _sortable(value: float) -> float:

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dlopt.artifacts import Manifest, manifest_path, staging_dir, write_manifest
+from dlopt.artifacts import (
+    Manifest,
+    manifest_path,
+    move_into_place,
+    staging_dir,
+    write_manifest,
+)
 from dlopt.optimize.accuracy_aware import evaluation_set, measure_drift
 
 if TYPE_CHECKING:
@@ -39,7 +45,7 @@ def quantize_torch_dynamic(
     import torch
 
     from dlopt.optimize.build import parent_record, resolve_build_input
-    from dlopt.optimize.quantize import QuantizeResult, move_into_place
+    from dlopt.optimize.quantize import QuantizeResult
     from dlopt.optimize.quantize_check import drift_record, open_evaluation
     from dlopt.optimize.quantize_onnxruntime import QuantizeError
     from dlopt.specs import random_feed
@@ -86,17 +92,11 @@ def quantize_torch_dynamic(
             ) from error
         reloaded = torch.jit.load(str(staged), map_location="cpu").eval()
         say("measuring drift against the FP32 model")
-        data = open_evaluation(specs, options)
 
         def runner(module: Any) -> Callable[[Mapping[str, np.ndarray]], list[np.ndarray]]:
             return lambda feed: list(run_torch(module, feed, specs).values())
 
-        evaluation = evaluation_set(
-            ((dict(batch.inputs), batch.labels) for batch in data),
-            runner(fp32),
-            data.description,
-            data.sha256(),
-        )
+        evaluation = evaluation_set(open_evaluation(specs, options), runner(fp32))
         measured = measure_drift(runner(reloaded), evaluation)
         drift = drift_record(evaluation, measured, ())
         drift["reference"] = "FP32 torch model (eager)"
