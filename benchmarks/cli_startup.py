@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlopt.harness.latency import bootstrap_median_ci
+from dlopt.harness.statistics import median_interval
 
 COMMANDS = {
     "dlopt --help": [sys.executable, "-m", "dlopt", "--help"],
@@ -44,7 +44,7 @@ def main() -> int:
     print(f"{'command':<16} {'median s':>9} {'95% CI':>17} {'min s':>7}")
     for name, values in samples.items():
         array = np.asarray(values)
-        low, high = bootstrap_median_ci(array)
+        low, high = median_interval(array)
         results[name] = {
             "median_s": float(np.median(array)),
             "ci95_s": [low, high],

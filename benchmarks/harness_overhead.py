@@ -24,7 +24,8 @@ from onnx import TensorProto, helper
 
 from dlopt.backends import get_backend
 from dlopt.backends.base import LoadOptions
-from dlopt.harness.latency import bootstrap_median_ci, ratio_of_medians
+from dlopt.harness.latency import ratio_of_medians
+from dlopt.harness.statistics import median_interval
 from dlopt.harness.worker import _time_one
 
 
@@ -67,9 +68,9 @@ def main() -> int:
     results = {
         "rounds": args.rounds,
         "dlopt_median_us": float(np.median(dlopt_ns)) / 1e3,
-        "dlopt_median_ci95_us": [v / 1e3 for v in bootstrap_median_ci(np.asarray(dlopt_ns))],
+        "dlopt_median_ci95_us": [v / 1e3 for v in median_interval(np.asarray(dlopt_ns))],
         "bare_median_us": float(np.median(bare_ns)) / 1e3,
-        "bare_median_ci95_us": [v / 1e3 for v in bootstrap_median_ci(np.asarray(bare_ns))],
+        "bare_median_ci95_us": [v / 1e3 for v in median_interval(np.asarray(bare_ns))],
         "overhead_per_call_us": float(overhead_us),
         "ratio": ratio.to_dict(),
     }

@@ -137,7 +137,7 @@ def macs_per_sample(sample: Path) -> float:
 
     from dlopt.data import open_data
     from dlopt.harness.worker import LATENCY_BATCHES
-    from dlopt.optimize.prune_stats import model_stats
+    from dlopt.optimize.prune.stats import model_stats
     from dlopt.sources import load_torch_model
 
     loaded = load_torch_model(f"{sample / 'model.py'}:create_model", sample / "weights.pt")

@@ -201,6 +201,14 @@ def move_into_place(files: Sequence[Path], output_dir: Path) -> None:
         os.replace(file, output_dir / file.name)
 
 
+def move_staging_into_place(
+    staging: Path, output_dir: Path, model_suffixes: Sequence[str] = (".onnx", ".ts", ".xml")
+) -> None:
+    """Everything in `staging` (external data and manifests included), the model file last."""
+    files = [path for path in staging.iterdir() if path.is_file()]
+    move_into_place(sorted(files, key=lambda path: path.suffix in model_suffixes), output_dir)
+
+
 def write_failure(error: BaseException, target: Path) -> ArtifactError | None:
     """An ArtifactError naming `target` when writing it failed for a reason the user fixes.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import IntEnum
 
 
@@ -80,7 +81,18 @@ class BudgetNotMetError(DloptError):
     exit_code = ExitCode.GATE_FAILED
 
 
-def first_line(error: BaseException, limit: int = 240) -> str:
-    """`TypeName: first non-blank line` of a library's exception, for one-line messages."""
-    lines = [line for line in str(error).strip().splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[0][:limit] if lines else ''}"
+_TERMINAL_CODES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def first_line(error: BaseException, limit: int = 240, root_cause: bool = False) -> str:
+    """`TypeName: first non-blank line` of a library's exception, for one-line messages.
+
+    Terminal colour codes are dropped. `root_cause` reports the innermost `__cause__` instead
+    (exporters wrap the error that says what went wrong in several layers of their own).
+    """
+    if root_cause:
+        while error.__cause__ is not None:
+            error = error.__cause__
+    text = _TERMINAL_CODES.sub("", str(error))
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0][:limit] if lines else ''}".rstrip(": ")

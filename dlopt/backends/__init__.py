@@ -18,7 +18,7 @@ BACKENDS: dict[str, str] = {
     "torch": "dlopt.backends.torch_backend:TorchBackend",
     "onnxruntime": "dlopt.backends.onnxruntime_backend:OnnxRuntimeBackend",
     "openvino": "dlopt.backends.openvino_backend:OpenVinoBackend",
-    "tensorrt": "dlopt.backends.tensorrt_backend:TensorRTBackend",
+    "tensorrt": "dlopt.backends.tensorrt.backend:TensorRTBackend",
 }
 
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,8 +18,8 @@ from dlopt.backends.base import (
     rename_outputs,
     unsupported_format,
 )
-from dlopt.errors import BackendError
-from dlopt.optimize.tensorrt_plan import ort_provider_plan, uses_gpu
+from dlopt.backends.tensorrt.plan import workspace_bytes
+from dlopt.errors import BackendError, ConfigError
 from dlopt.specs import Dim, TensorSpec
 
 ORT_DTYPES = {
@@ -88,7 +88,7 @@ class OnnxRuntimeSession(CheckedSession):
             "onnxruntime_version": ort.__version__,
         }
         if uses_gpu(self.session.get_providers()):
-            from dlopt.backends.tensorrt_cuda import process_gpu_memory_bytes
+            from dlopt.backends.tensorrt.cuda import process_gpu_memory_bytes
 
             # session.run returns host arrays, so the harness's wall clock already includes the
             # device synchronization and the copies back.
@@ -120,3 +120,67 @@ def _axis_name(dim: Any, input_name: str, index: int) -> str:
     if not text or not (text[0].isalpha() or text[0] == "_"):
         return "batch" if index == 0 else f"{input_name}_dim{index}"
     return text
+
+
+# Provider selection is a run-time concern of this backend; `dlopt bench --provider` and the
+# bench harness check the choice with it before any worker starts.
+ORT_PROVIDER_CHOICES = ("auto", "tensorrt", "cuda", "cpu")
+ORT_PROVIDERS = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+
+
+def ort_provider_plan(
+    requested: str,
+    available: Sequence[str],
+    device_id: int = 0,
+    workspace_mb: int | None = None,
+    cache_dir: str | None = None,
+) -> list[tuple[str, dict[str, Any]]]:
+    """ONNX Runtime providers, in priority order, with their options, for `--provider`.
+
+    `auto`: TensorRT, then CUDA, then CPU, as far as the installed wheel offers them; a named
+    provider must be available (else BackendError listing what is) and falls back only to CPU
+    for the nodes it cannot run. The TensorRT provider gets engine and timing caches in
+    `cache_dir` (rebuilding engines on every load would be timed as first-run cost).
+    """
+    if requested not in ORT_PROVIDER_CHOICES:
+        raise ConfigError(
+            f"unknown provider {requested!r}", f"use one of {', '.join(ORT_PROVIDER_CHOICES)}"
+        )
+    if requested == "auto":
+        wanted = [key for key in ("tensorrt", "cuda", "cpu") if ORT_PROVIDERS[key] in available]
+    else:
+        if ORT_PROVIDERS[requested] not in available:
+            raise BackendError(
+                f"ONNX Runtime here has no {ORT_PROVIDERS[requested]} (it has "
+                f"{', '.join(available) or 'none'})",
+                "install onnxruntime-gpu (and TensorRT for the tensorrt provider) on a machine "
+                "with an NVIDIA GPU, or use --provider cpu",
+            )
+        wanted = [requested] if requested == "cpu" else [requested, "cpu"]
+    plan: list[tuple[str, dict[str, Any]]] = []
+    for key in wanted:
+        options: dict[str, Any] = {}
+        if key in ("tensorrt", "cuda"):
+            options["device_id"] = device_id
+        if key == "tensorrt":
+            size = workspace_bytes(workspace_mb)
+            if size is not None:
+                options["trt_max_workspace_size"] = size
+            if cache_dir is not None:
+                options.update(
+                    trt_engine_cache_enable=True,
+                    trt_engine_cache_path=cache_dir,
+                    trt_timing_cache_enable=True,
+                    trt_timing_cache_path=cache_dir,
+                )
+        plan.append((ORT_PROVIDERS[key], options))
+    return plan
+
+
+def uses_gpu(providers: Sequence[str]) -> bool:
+    """Whether a session with these providers runs on the GPU (GPU timing and memory rules)."""
+    return any(name in (ORT_PROVIDERS["tensorrt"], ORT_PROVIDERS["cuda"]) for name in providers)

@@ -30,6 +30,17 @@ DEFAULT_PRECISION_HINT = "f32"
 OV_DTYPES = {"f32": "float32", "f16": "float16", "i64": "int64", "i32": "int32", "boolean": "bool"}
 
 
+def compile_properties(precision_hint: str) -> dict[str, Any]:
+    """The properties an IR is compiled with here (threads apart), as manifests record them."""
+    return {
+        "device": "CPU",
+        "INFERENCE_PRECISION_HINT": precision_hint,
+        # The CPU plugin's default hint; explicit threads and one stream win over it.
+        "PERFORMANCE_HINT": "LATENCY",
+        "NUM_STREAMS": 1,
+    }
+
+
 class OpenVinoBackend:
     name = "openvino"
     formats = frozenset({"onnx", "openvino_ir"})
@@ -69,14 +80,10 @@ class OpenVinoSession(CheckedSession):
         core = ov.Core()
         try:
             model = core.read_model(str(artifact.path))
-            config = {
-                "INFERENCE_NUM_THREADS": threads,
-                "NUM_STREAMS": 1,
-                "INFERENCE_PRECISION_HINT": precision_hint,
-                # The CPU plugin's default hint; the explicit threads and streams above win.
-                "PERFORMANCE_HINT": "LATENCY",
-            }
-            self.compiled = core.compile_model(model, "CPU", config)
+            properties = compile_properties(precision_hint)
+            device = properties.pop("device")
+            config = {**properties, "INFERENCE_NUM_THREADS": threads}
+            self.compiled = core.compile_model(model, device, config)
         except Exception as error:
             raise BackendError(
                 f"OpenVINO cannot load {artifact.text}: {str(error).splitlines()[0][:300]}",

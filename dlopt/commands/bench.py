@@ -141,7 +141,7 @@ def bench(
         # Before any worker starts: a GPU provider that is not installed is the user's to fix.
         import onnxruntime as ort
 
-        from dlopt.optimize.tensorrt_plan import ort_provider_plan
+        from dlopt.backends.onnxruntime_backend import ort_provider_plan
 
         ort_provider_plan(provider, ort.get_available_providers())
     console = Console(stderr=True)

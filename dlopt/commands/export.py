@@ -87,7 +87,7 @@ def export(
     from rich.console import Console
 
     from dlopt.optimize.export import ExportOptions, export_model
-    from dlopt.optimize.parity import DEFAULT_TOLERANCES, Tolerance
+    from dlopt.optimize.export.parity import DEFAULT_TOLERANCES, Tolerance
 
     tolerance = None
     if atol is not None or rtol is not None:

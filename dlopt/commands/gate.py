@@ -53,7 +53,7 @@ def gate(
     import json
 
     from dlopt.errors import ConfigError
-    from dlopt.gate_config import config_json_schema, load_gate_config
+    from dlopt.gate.config import config_json_schema, load_gate_config
 
     if print_schema:
         print(json.dumps(config_json_schema(), indent=2))
@@ -63,7 +63,7 @@ def gate(
     from rich.console import Console
 
     from dlopt.commands._tables import verdict_table
-    from dlopt.gate_pipeline import run_gate
+    from dlopt.gate.pipeline import run_gate
 
     loaded = load_gate_config(config)
     folder = output_dir or Path("reports") / (config.resolve().parent.name or "run")

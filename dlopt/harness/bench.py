@@ -33,11 +33,11 @@ import numpy as np
 
 from dlopt.errors import ConfigError
 from dlopt.harness.latency import WarmupPolicy, ratio_of_medians, summarize
+from dlopt.harness.results import BenchReport, BenchRow
 from dlopt.harness.worker import RESULT_FILE, JobModel, WorkerJob
 
-BENCH_SCHEMA_VERSION = 1
+__all__ = ["BenchReport", "BenchRow", "BenchSettings", "run_bench"]
 DEFAULT_TIMEOUT_S = 900.0
-STATUSES = ("ok", "failed", "skipped")
 # How a worker under a memory limit can die when native code fails to allocate.
 _OUT_OF_MEMORY_SIGNALS = (signal.SIGKILL, signal.SIGABRT, signal.SIGSEGV, signal.SIGBUS)
 
@@ -82,7 +82,7 @@ class BenchSettings:
         if not self.backends:
             raise ConfigError("no backend given", "pass --backend NAME at least once")
         if self.provider is not None:
-            from dlopt.optimize.tensorrt_plan import ORT_PROVIDER_CHOICES
+            from dlopt.backends.onnxruntime_backend import ORT_PROVIDER_CHOICES
 
             if self.provider not in ORT_PROVIDER_CHOICES:
                 raise ConfigError(
@@ -95,47 +95,6 @@ class BenchSettings:
                     "not among the backends",
                     "add --backend onnxruntime, or drop --provider",
                 )
-
-
-@dataclass
-class BenchRow:
-    """One (model, backend) pair: its measurements, or why it failed or was skipped."""
-
-    model: str
-    backend: str
-    status: str
-    reason: str | None = None
-    is_reference: bool = False
-    format: str | None = None
-    size_bytes: int | None = None
-    imports_s: float | None = None
-    load_s: float | None = None
-    first_inference_ms: float | None = None
-    latency: dict[str, Any] | None = None
-    latency_ratio_to_reference: dict[str, Any] | None = None
-    memory: dict[str, int] | None = None
-    samples: int | None = None
-    drift: dict[str, dict[str, Any]] | None = None
-    metrics: dict[str, dict[str, Any]] | None = None
-    metrics_output: str | None = None
-    info: dict[str, Any] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    outputs_file: str | None = None
-
-
-@dataclass
-class BenchReport:
-    rows: list[BenchRow]
-    settings: dict[str, Any]
-    environment: dict[str, Any]
-    created_utc: str
-    schema_version: int = BENCH_SCHEMA_VERSION
-
-    def to_dict(self) -> dict[str, Any]:
-        return _json_safe(asdict(self))
-
-    def row(self, model: str, backend: str) -> BenchRow:
-        return next(r for r in self.rows if r.model == model and r.backend == backend)
 
 
 def _check_data(settings: BenchSettings, inputs: Sequence[Any], say: Progress) -> None:
@@ -152,17 +111,6 @@ def _check_data(settings: BenchSettings, inputs: Sequence[Any], say: Progress) -
         settings.data, specs, settings.batch_size, settings.eval_limit, settings.seed
     )
     source.count_samples()
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities become None (strict JSON); tuples become lists."""
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 @dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from dlopt.artifacts import atomic_write_text
-from dlopt.harness.bench import BenchReport, BenchRow
+from dlopt.harness.results import BenchReport, BenchRow
 
 SCHEMA_PATH = Path(__file__).with_name("bench_schema.json")
 

@@ -10,7 +10,7 @@ from dlopt.harness.drift import drift, softmax_kl_divergence, top1_agreement
 from dlopt.harness.metrics import compare_metrics, is_classifier_output, task_metrics
 
 if TYPE_CHECKING:
-    from dlopt.harness.bench import BenchRow
+    from dlopt.harness.results import BenchRow
 
 OUTPUT_PREFIX = "output:"
 LABELS = "labels"

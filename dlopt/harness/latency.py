@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-BOOTSTRAP_RESAMPLES = 2000
-BOOTSTRAP_SEED = 0
+from dlopt.harness.statistics import median_interval, paired_ratio_of_medians
+
 # MLPerf asks for at least 662 queries to claim a p99; other percentiles need the same number
 # of samples in their tail (n * (1 - p) >= 6.62).
 TAIL_SAMPLES_NEEDED = 6.62
@@ -76,7 +76,7 @@ def summarize(samples_ns: Sequence[int], batch_size: int) -> LatencyStats:
         std_ms=std,
         min_ms=float(ms.min()),
         max_ms=float(ms.max()),
-        median_ci95_ms=bootstrap_median_ci(ms),
+        median_ci95_ms=median_interval(ms),
         cv=cv,
         throughput_items_per_s=float(batch_size * ms.size / (ms.sum() / 1e3))
         if ms.sum() > 0
@@ -101,17 +101,6 @@ def latency_warnings(runs: int, cv: float) -> list[str]:
     if cv > HIGH_CV:
         warnings.append(f"noisy timings: coefficient of variation {cv:.0%} (> {HIGH_CV:.0%})")
     return warnings
-
-
-def bootstrap_median_ci(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
-    """Percentile-bootstrap interval of the median."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.size < 2:
-        return (float(values[0]), float(values[0])) if values.size else (math.nan, math.nan)
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    indices = rng.integers(0, values.size, (BOOTSTRAP_RESAMPLES, values.size))
-    medians = np.median(values[indices], axis=1)
-    return _interval(medians, confidence)
 
 
 @dataclass(frozen=True)
@@ -139,19 +128,8 @@ def ratio_of_medians(
         raise ValueError("no interleaved runs to compare")
     a = np.asarray(candidate_ns[:pairs], dtype=np.float64)
     b = np.asarray(reference_ns[:pairs], dtype=np.float64)
-    point = float(np.median(a) / np.median(b))
-    if pairs < 2:
-        return Ratio(point, (point, point), pairs)
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    indices = rng.integers(0, pairs, (BOOTSTRAP_RESAMPLES, pairs))
-    ratios = np.median(a[indices], axis=1) / np.median(b[indices], axis=1)
-    return Ratio(point, _interval(ratios, confidence), pairs)
-
-
-def _interval(estimates: np.ndarray, confidence: float) -> tuple[float, float]:
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(estimates, [tail, 100 - tail])
-    return float(low), float(high)
+    point, interval = paired_ratio_of_medians(a, b, confidence)
+    return Ratio(point, interval, pairs)
 
 
 def warm_up(run_once: Callable[[], int], policy: WarmupPolicy) -> tuple[int, bool]:

@@ -275,14 +275,9 @@ class _Rotation:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     from dlopt.artifacts import atomic_write_text
+    from dlopt.jsonio import dumps
 
-    atomic_write_text(path, json.dumps(data, indent=1, default=_json_default))
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
+    atomic_write_text(path, dumps(data))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dlopt.backends.tensorrt_cuda import (
+from dlopt.backends.tensorrt.cuda import (
     DeviceBuffer,
     check,
     copy_to_device,

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from dlopt.optimize.build_tensorrt import (
+from dlopt.optimize.build.tensorrt import (
     convert_onnx_to_fp16,
     installed_fp16_converters,
     onnx_precision,

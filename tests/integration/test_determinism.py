@@ -63,5 +63,5 @@ def test_openvino_ir_is_byte_identical_when_built_twice(
     assert manifests[0]["precision"] == precision
     if precision == "int8":
         first_run, second_run = (m["recipe"]["quantization"] for m in manifests)
-        assert first_run["calibration_samples"] == CALIBRATION_SIZE
-        assert first_run["calibration_sha256"] == second_run["calibration_sha256"]
+        assert first_run["calibration"]["samples"] == CALIBRATION_SIZE
+        assert first_run["calibration"]["sha256"] == second_run["calibration"]["sha256"]

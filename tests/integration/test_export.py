@@ -75,7 +75,7 @@ def test_traced_baked_shape_fails_parity_and_is_marked_failed(tmp_path: Path) ->
 def test_parity_detects_a_wrong_export(tmp_path: Path) -> None:
     import torch
 
-    from dlopt.optimize.parity import check_parity
+    from dlopt.optimize.export.parity import check_parity
     from dlopt.torch_io import run_torch
 
     specs = parse_input_specs(["x:batch=2x4"])

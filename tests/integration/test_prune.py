@@ -21,7 +21,7 @@ from dlopt.artifacts import sha256_file
 from dlopt.cli import app
 from dlopt.data import open_data
 from dlopt.optimize.prune import PruneOptions, PruneResult, prune_model
-from dlopt.optimize.prune_stats import follows_two_four
+from dlopt.optimize.prune.stats import follows_two_four
 from dlopt.specs import parse_input_specs
 from tests.integration.conftest import sample_source, sample_weights
 

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from dlopt.errors import ConfigError
-from dlopt.optimize.accuracy_aware import float_groups, parse_budget
+from dlopt.optimize.quantize.budget import float_groups, parse_budget
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from dlopt.artifacts import Manifest, write_manifest
 from dlopt.backends import get_backend
-from dlopt.backends.tensorrt_cuda import cuda_device_present
+from dlopt.backends.tensorrt.cuda import cuda_device_present
 from dlopt.cli import app
 from dlopt.errors import ConfigError, InputSpecError
 from dlopt.optimize.build import BuildOptions
@@ -100,8 +100,8 @@ def test_tensorrt_backend_availability_and_load_say_what_is_missing(tmp_path: Pa
 def test_build_modules_import_no_runtime() -> None:
     code = (
         "import sys, dlopt.cli, dlopt.commands.build, dlopt.optimize.build, "
-        "dlopt.optimize.tensorrt_plan, dlopt.optimize.shape_profiles, "
-        "dlopt.backends.tensorrt_backend, dlopt.backends.tensorrt_cuda\n"
+        "dlopt.backends.tensorrt.plan, dlopt.optimize.build.shape_profiles, "
+        "dlopt.backends.tensorrt.backend, dlopt.backends.tensorrt.cuda\n"
         "heavy = [m for m in ('torch', 'onnxruntime', 'openvino', 'tensorrt', 'nncf', 'cuda', "
         "'torch_tensorrt') if m in sys.modules]\n"
         "print(','.join(heavy))"

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dlopt.errors import InputSpecError
-from dlopt.optimize.shape_profiles import (
+from dlopt.optimize.build.shape_profiles import (
     BATCH_MAX,
     ShapeRange,
     default_shape_range,

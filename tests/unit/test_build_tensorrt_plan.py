@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from dlopt.errors import BackendError, ConfigError
-from dlopt.optimize.tensorrt_plan import (
+from dlopt.backends.onnxruntime_backend import ort_provider_plan, uses_gpu
+from dlopt.backends.tensorrt.engine_checks import (
     GpuEnvironment,
     check_engine_compatible,
-    detect_onnx_precision,
     engine_compatibility_problems,
-    network_creation_flags,
-    ort_provider_plan,
     parse_version,
+)
+from dlopt.backends.tensorrt.plan import (
+    detect_onnx_precision,
+    network_creation_flags,
     plan_tensorrt_build,
-    uses_gpu,
     workspace_bytes,
 )
+from dlopt.errors import BackendError, ConfigError
 
 HERE = GpuEnvironment("11.0.0.1", "NVIDIA H100 80GB HBM3", "9.0")
 ALL_PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from dlopt.gate_config import config_json_schema, load_gate_config
+from dlopt.gate.config import config_json_schema, load_gate_config
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dlopt.errors import ConfigError
-from dlopt.gate_config import load_gate_config
+from dlopt.gate.config import load_gate_config
 
 VALID = """
 [model]
@@ -121,7 +121,7 @@ def test_broken_toml_and_missing_file(tmp_path: Path) -> None:
     )
 )
 def test_loader_only_ever_raises_config_error(raw: dict) -> None:
-    from dlopt.gate_config import parse_gate_config
+    from dlopt.gate.config import parse_gate_config
 
     try:
         config = parse_gate_config(raw, Path("/tmp/dlopt.toml"))

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from dlopt.errors import ExitCode
-from dlopt.gate import (
+from dlopt.gate.verdicts import (
     Interval,
     Verdict,
     exit_code,

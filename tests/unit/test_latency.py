@@ -9,12 +9,12 @@ import pytest
 
 from dlopt.harness.latency import (
     WarmupPolicy,
-    bootstrap_median_ci,
     ratio_of_medians,
     runs_needed,
     summarize,
     warm_up,
 )
+from dlopt.harness.statistics import median_interval
 
 
 def test_summary_matches_numpy_and_converts_to_ms() -> None:
@@ -60,8 +60,8 @@ def test_summarize_refuses_no_samples() -> None:
 
 def test_bootstrap_interval_narrows_with_more_samples() -> None:
     rng = np.random.default_rng(1)
-    few = bootstrap_median_ci(rng.normal(10, 1, 30))
-    many = bootstrap_median_ci(rng.normal(10, 1, 3000))
+    few = median_interval(rng.normal(10, 1, 30))
+    many = median_interval(rng.normal(10, 1, 3000))
 
     assert few[0] < 10 < few[1]
     assert (many[1] - many[0]) < (few[1] - few[0])

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from torch import nn
 
 from dlopt.errors import PruneError
-from dlopt.optimize.finetune import resolve_task
 from dlopt.optimize.prune import PruneOptions, _resolve_ignored
-from dlopt.optimize.prune_methods import make_permanent, output_layers
-from dlopt.optimize.prune_stats import (
+from dlopt.optimize.prune.finetune import resolve_task
+from dlopt.optimize.prune.methods import make_permanent, output_layers
+from dlopt.optimize.prune.stats import (
     compressed_size_bytes,
     follows_two_four,
     model_stats,

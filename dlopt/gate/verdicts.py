@@ -17,6 +17,7 @@ from enum import Enum
 from typing import Any
 
 from dlopt.errors import ExitCode
+from dlopt.jsonio import json_number
 
 
 class Verdict(str, Enum):
@@ -54,12 +55,8 @@ class GateResult:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["verdict"] = self.verdict.value
-        data["measured"] = _json_number(self.measured)
+        data["measured"] = json_number(self.measured)
         return data
-
-
-def _json_number(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else value
 
 
 def _missing(value: float | None) -> bool:

@@ -20,24 +20,31 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dlopt.errors import ConfigError, first_line
-from dlopt.optimize.accuracy_aware import DriftBudget, EvaluationSet, measure_drift
-from dlopt.optimize.calibration import calibration_record, open_calibration, single_sample_feeds
-from dlopt.optimize.quantize_check import (
+from dlopt.optimize.openvino_ir import save_ir
+from dlopt.optimize.quantize.budget import DriftBudget, EvaluationSet, measure_drift
+from dlopt.optimize.quantize.calibration import (
+    calibration_record,
+    open_calibration,
+    single_sample_feeds,
+)
+from dlopt.optimize.quantize.check import (
     Staged,
     drift_record,
     ir_runner,
     reference_set,
     require_budgets,
 )
-from dlopt.optimize.quantize_onnxruntime import QuantizeError
+from dlopt.optimize.quantize.options import QuantizeError
 from dlopt.specs import TensorSpec
 
 if TYPE_CHECKING:
-    from dlopt.optimize.quantize import QuantizeOptions
+    from dlopt.optimize.quantize.options import QuantizeOptions
 
 # Budget metrics NNCF's accuracy control can steer (higher is better for each validation value).
 CONTROLLED_METRICS = ("accuracy_drop", "cosine", "top1_agreement")
 HINTS = {"static": "f32", "fp16": "f32", "bf16": "bf16"}
+# Ops that mark an attention block (an SDPA export converts to ScaledDotProductAttention).
+ATTENTION_OPS = frozenset({"Softmax", "SoftMax", "ScaledDotProductAttention"})
 Item = tuple[dict[str, np.ndarray], list[np.ndarray], "np.ndarray | None"]
 
 
@@ -51,7 +58,7 @@ def quantize_to_ir(
 ) -> Staged:
     import openvino as ov
 
-    from dlopt.optimize.build_openvino import number_generated_names, openvino_compile_properties
+    from dlopt.backends.openvino_backend import compile_properties
 
     budgets = options.budgets()
     _check_budgets_for_nncf(budgets)
@@ -65,7 +72,18 @@ def quantize_to_ir(
     evaluation = reference_set(parent, specs, options)
     recipe: dict[str, Any] = {}
     if options.mode == "static":
-        ov_model, recipe = _nncf_int8(ov_model, specs, options, evaluation, budgets, say)
+        control = (evaluation, budgets[0]) if budgets else None
+        ov_model, recipe, _ = nncf_int8(
+            ov_model,
+            specs,
+            options.calibration,
+            options.calibration_size,
+            say,
+            seed=options.seed,
+            model_type=options.model_type,
+            exclude=options.exclude,
+            accuracy_control=control,
+        )
     elif options.exclude:
         raise ConfigError(
             f"--exclude is not available with --mode {options.mode}", "drop --exclude"
@@ -73,18 +91,10 @@ def quantize_to_ir(
     staged = staging / "model.xml"
     weights_fp16 = options.mode == "fp16"
     say("saving the IR")
-    number_generated_names(ov_model)  # the same bytes from the same inputs, in any process
-    try:
-        ov.save_model(ov_model, str(staged), compress_to_fp16=weights_fp16)
-    except RuntimeError as error:
-        # OpenVINO's C++ writer reports a full disk as "basic_ios::clear: iostream error".
-        raise QuantizeError(
-            f"cannot save the IR to {staging.parent}: {first_line(error, 200)}",
-            "free disk space there or choose a folder you can write to (-o)",
-        ) from error
-    properties = openvino_compile_properties(HINTS[options.mode])
+    save_ir(ov_model, staged, compress_to_fp16=weights_fp16)
+    properties = compile_properties(HINTS[options.mode])
     say("measuring drift against the FP32 parent")
-    measured = measure_drift(ir_runner(staged, properties), evaluation, budgets)
+    measured = measure_drift(ir_runner(staged, HINTS[options.mode]), evaluation, budgets)
     require_budgets(
         budgets,
         measured,
@@ -117,34 +127,39 @@ def _check_budgets_for_nncf(budgets: Sequence[DriftBudget]) -> None:
         )
 
 
-def _nncf_int8(
+def nncf_int8(
     ov_model: Any,
     specs: Sequence[TensorSpec],
-    options: QuantizeOptions,
-    evaluation: EvaluationSet,
-    budgets: Sequence[DriftBudget],
+    calibration_source: str | None,
+    calibration_size: int,
     say: Callable[[str], None],
-) -> tuple[Any, dict[str, Any]]:
+    seed: int = 0,
+    model_type: str = "auto",
+    exclude: Sequence[str] = (),
+    accuracy_control: tuple[EvaluationSet, DriftBudget] | None = None,
+) -> tuple[Any, dict[str, Any], list[dict[str, np.ndarray]]]:
+    """INT8 with NNCF on the calibration data: (model, manifest record, calibration feeds).
+
+    The one NNCF path of dlopt (`quantize --target openvino` and `build --precision int8`).
+    NNCF's transformer scheme when the graph has attention or `model_type` says so; with
+    `accuracy_control`, `quantize_with_accuracy_control` on that evaluation set and budget.
+    """
     import nncf
 
-    from dlopt.optimize.build_openvino import ATTENTION_OPS
-
-    calibration = open_calibration(
-        options.calibration, specs, options.calibration_size, options.seed
-    )
+    calibration = open_calibration(calibration_source, specs, calibration_size, seed)
     feeds = single_sample_feeds(calibration.data)
-    transformer = options.model_type == "transformer" or (
-        options.model_type == "auto"
+    transformer = model_type == "transformer" or (
+        model_type == "auto"
         and bool({op.get_type_name() for op in ov_model.get_ops()} & ATTENTION_OPS)
     )
     common: dict[str, Any] = {
         "subset_size": len(feeds),
         "model_type": nncf.ModelType.TRANSFORMER if transformer else None,
-        "ignored_scope": _ignored_scope(ov_model, options.exclude),
+        "ignored_scope": _ignored_scope(ov_model, exclude),
     }
     try:
-        if budgets:
-            budget = budgets[0]
+        if accuracy_control is not None:
+            evaluation, budget = accuracy_control
             say(f"quantizing with NNCF accuracy control ({budget}) on {len(feeds)} samples")
             quantized = nncf.quantize_with_accuracy_control(
                 ov_model,
@@ -165,14 +180,15 @@ def _nncf_int8(
             f"NNCF quantization failed: {first_line(error, 200)}",
             "check that the calibration data fits the model inputs, or --exclude the failing op",
         ) from error
-    return quantized, {
+    record = {
         "tool": "nncf",
         "nncf_version": nncf.__version__,
-        "api": "nncf.quantize_with_accuracy_control" if budgets else "nncf.quantize",
+        "api": "nncf.quantize_with_accuracy_control" if accuracy_control else "nncf.quantize",
         "nncf_model_type": "transformer" if transformer else None,
-        "excluded": list(options.exclude),
+        "excluded": list(exclude),
         "calibration": calibration_record(calibration, len(feeds), "nncf default (min-max)"),
     }
+    return quantized, record, feeds
 
 
 def _ignored_scope(ov_model: Any, patterns: Sequence[str]) -> Any:

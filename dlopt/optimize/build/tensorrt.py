@@ -1,13 +1,13 @@
-"""TensorRT engines from ONNX (the TensorRT Python API), and torch-tensorrt programs.
+"""TensorRT engines from ONNX (the TensorRT Python API).
 
-Strongly typed builds (see `tensorrt_plan`): FP32 from an FP32 ONNX (TF32 cleared), FP16 from
+Strongly typed builds (see `dlopt.backends.tensorrt.plan`): FP32 from an FP32 ONNX (TF32 cleared), FP16 from
 an ONNX converted to FP16 first (ModelOpt AutoCast where installed, else onnxconverter-common;
 I/O kept float32), INT8 from an explicit Q/DQ ONNX. One optimization profile covers the input
 ranges; a timing cache file is read before and written after the build; the builder's log is
 captured to `builder.log`. The manifest records the TensorRT version and the GPU, which the
 tensorrt backend checks before it loads the engine.
 
-Every TensorRT, CUDA and torch-tensorrt import happens inside a function: on a machine without
+Every TensorRT and CUDA import happens inside a function: on a machine without
 them, `require_tensorrt` raises a BackendError that says exactly what is missing.
 """
 
@@ -21,18 +21,19 @@ from typing import Any
 
 from dlopt.artifacts import Manifest, atomic_output, staging_dir, write_manifest
 from dlopt.errors import BackendError, ConfigError
-from dlopt.optimize.build import BuildError, BuildInput, BuildOptions, BuildResult, parent_record
-from dlopt.optimize.shape_profiles import ShapeRange, parse_shape_ranges, resolve_shape_ranges
-from dlopt.optimize.tensorrt_plan import (
-    INSTALL_HINT,
+from dlopt.backends.tensorrt import INSTALL_HINT
+from dlopt.backends.tensorrt.plan import (
     TensorRTPlan,
     detect_onnx_precision,
     network_creation_flags,
     plan_tensorrt_build,
     workspace_bytes,
 )
+from dlopt.optimize.build.options import BuildError, BuildOptions, BuildResult, Progress
+from dlopt.optimize.build.shape_profiles import ShapeRange, parse_shape_ranges, resolve_shape_ranges
+from dlopt.optimize.model_input import ModelInput, parent_record
+from dlopt.optimize.quantize.fp16 import convert_onnx_to_fp16
 
-Progress = Callable[[str], None]
 ENGINE_FILE = "model.plan"
 BUILDER_LOG = "builder.log"
 
@@ -43,7 +44,7 @@ def require_tensorrt(torch_tensorrt: bool = False) -> str:
     Raises BackendError (exit 2) naming everything that is missing: no NVIDIA GPU, TensorRT
     not installed or not loadable, a version older than dlopt supports.
     """
-    from dlopt.backends.tensorrt_backend import TensorRTBackend
+    from dlopt.backends.tensorrt.backend import TensorRTBackend
 
     availability = TensorRTBackend().availability()
     if not availability.ok:
@@ -90,34 +91,8 @@ def onnx_precision(path: Path) -> str:
     return detect_onnx_precision(ops, types)
 
 
-def convert_onnx_to_fp16(source: Path, target: Path, converter: str) -> None:
-    """Write an FP16 copy of `source` (float32 inputs and outputs kept) with `converter`."""
-    import onnx
-
-    if converter == "modelopt-autocast":
-        from modelopt.onnx import autocast  # NVIDIA ModelOpt, installed with dlopt[tensorrt]
-
-        converted = autocast.convert_to_mixed_precision(
-            onnx_path=str(source), low_precision_type="fp16", keep_io_types=True
-        )
-    elif converter == "onnxconverter-common":
-        from onnxconverter_common import float16
-
-        # A float32 Cast left in the graph (e.g. a mask's `.to(torch.float32)`) would be typed
-        # float16 on the output and fail to load: keep Cast nodes as they are.
-        block = [*float16.DEFAULT_OP_BLOCK_LIST, "Cast"]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "number truncated" for every tiny weight
-            converted = float16.convert_float_to_float16(
-                onnx.load(str(source)), keep_io_types=True, op_block_list=block
-            )
-    else:
-        raise ConfigError(f"unknown FP16 converter {converter!r}")
-    onnx.save(converted, str(target))
-
-
 def build_tensorrt_engine(
-    model: BuildInput, output_dir: Path, options: BuildOptions, say: Progress
+    model: ModelInput, output_dir: Path, options: BuildOptions, say: Progress
 ) -> BuildResult:
     """Build and save a serialized engine from an ONNX source; see the module docstring."""
     if model.kind != "onnx" or model.path is None:
@@ -134,7 +109,7 @@ def build_tensorrt_engine(
         options.allow_tf32,
     )
     ranges = resolve_shape_ranges(model.specs, parse_shape_ranges(options.shapes))
-    from dlopt.backends.tensorrt_cuda import gpu_environment
+    from dlopt.backends.tensorrt.cuda import gpu_environment
 
     environment = gpu_environment()
     final_path = output_dir / ENGINE_FILE
@@ -241,97 +216,3 @@ def _build_serialized(
         with atomic_output(cache_path) as temporary:
             temporary.write_bytes(bytes(config.get_timing_cache().serialize()))
     return bytes(serialized), logger.lines
-
-
-def build_torch_tensorrt(
-    model: BuildInput, output_dir: Path, options: BuildOptions, say: Progress
-) -> BuildResult:
-    """Compile a torch source with torch-tensorrt (dynamo) and save it as an ExportedProgram."""
-    if model.kind != "torch":
-        raise ConfigError(
-            f"--backend torch-tensorrt compiles torch models and {model.text} is ONNX",
-            "use --backend tensorrt for ONNX files",
-        )
-    if options.precision == "int8":
-        raise ConfigError(
-            "torch-tensorrt INT8 needs a module quantized with NVIDIA ModelOpt",
-            "use --backend tensorrt with a Q/DQ ONNX from dlopt quantize --target tensorrt",
-        )
-    version = require_tensorrt(torch_tensorrt=True)
-    import torch
-    import torch_tensorrt
-
-    from dlopt.backends.tensorrt_cuda import gpu_environment
-    from dlopt.torch_io import FlatIOModule
-
-    ranges = resolve_shape_ranges(model.specs, parse_shape_ranges(options.shapes))
-    module: Any = FlatIOModule(model.loaded.module, [spec.name for spec in model.specs])
-    if options.precision == "fp16":
-        module = _half_inside(module.half())
-    module = module.eval().cuda()
-    dtypes = {"float32": torch.float32, "float16": torch.float32, "int64": torch.int64}
-    inputs = [
-        torch_tensorrt.Input(
-            min_shape=ranges[spec.name].min,
-            opt_shape=ranges[spec.name].opt,
-            max_shape=ranges[spec.name].max,
-            dtype=dtypes.get(spec.dtype, torch.int32),
-        )
-        for spec in model.specs
-    ]
-    say("compiling with torch-tensorrt")
-    compiled = torch_tensorrt.compile(
-        module,
-        ir="dynamo",
-        arg_inputs=inputs,
-        use_explicit_typing=True,
-        disable_tf32=not options.allow_tf32,
-        workspace_size=workspace_bytes(options.workspace_mb) or 0,
-    )
-    final_path = output_dir / "model.ep"
-    examples = [
-        torch.zeros(ranges[spec.name].opt, dtype=dtypes.get(spec.dtype, torch.int32)).cuda()
-        for spec in model.specs
-    ]
-    with atomic_output(final_path) as temporary:
-        torch_tensorrt.save(compiled, str(temporary), arg_inputs=examples)
-    environment = gpu_environment()
-    manifest = Manifest(
-        format="torch_tensorrt",
-        file=final_path.name,
-        precision=options.precision,
-        inputs=[spec.to_dict() for spec in model.specs],
-        outputs=list(model.output_names or []),
-        parent=parent_record(model),
-        recipe={
-            "step": "build",
-            "backend": "torch-tensorrt",
-            "torch_tensorrt_version": torch_tensorrt.__version__,
-            "profile": {name: r.to_dict() for name, r in ranges.items()},
-            "tensorrt": {**environment.to_dict(), "version_compatible": False},
-        },
-    )
-    manifest.tool_versions["tensorrt"] = version
-    return BuildResult(
-        "torch-tensorrt",
-        options.precision,
-        final_path,
-        write_manifest(final_path, manifest),
-        {"tensorrt_version": version, "gpu": environment.gpu_name},
-    )
-
-
-def _half_inside(module: Any) -> Any:
-    """FP16 weights and compute, float32 inputs and outputs (as keep_io_types for ONNX)."""
-    import torch
-
-    class HalfInside(torch.nn.Module):
-        def __init__(self, inner: torch.nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            cast = [t.half() if t.is_floating_point() else t for t in inputs]
-            return tuple(t.float() if t.is_floating_point() else t for t in self.inner(*cast))
-
-    return HalfInside(module)

@@ -1,8 +1,8 @@
 """Judge one bench row (a variant on a backend) against its thresholds.
 
-Maps each threshold of `dlopt.gate_config.Thresholds` to the measurement it constrains and to
-the judgement it needs (`dlopt.gate`): point estimates for accuracy, drift, size and memory;
-the bootstrap interval of an interleaved ratio for speed and for regressions.
+Maps each threshold of `dlopt.gate.config.Thresholds` to the measurement it constrains and to
+the judgement it needs (`dlopt.gate.verdicts`): point estimates for accuracy, drift, size and
+memory; the bootstrap interval of an interleaved ratio for speed and for regressions.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from dlopt.gate import (
+from dlopt.gate.config import Thresholds
+from dlopt.gate.verdicts import (
     GateResult,
     Interval,
     judge_at_least,
@@ -21,8 +22,7 @@ from dlopt.gate import (
     judge_interval_at_least,
     judge_interval_at_most,
 )
-from dlopt.gate_config import Thresholds
-from dlopt.harness.latency import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+from dlopt.harness.statistics import independent_ratio_of_medians, paired_mean_interval
 
 MB = 2**20
 # Gates that need a comparison with the FP32 reference; they do not apply to the reference.
@@ -150,11 +150,8 @@ def latency_ratio(
     then = np.asarray((baseline_row.get("latency") or {}).get("samples_ns") or [], dtype=np.float64)
     if now.size < 2 or then.size < 2:
         return None, None
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    medians_now = np.median(now[rng.integers(0, now.size, (BOOTSTRAP_RESAMPLES, now.size))], 1)
-    medians_then = np.median(then[rng.integers(0, then.size, (BOOTSTRAP_RESAMPLES, then.size))], 1)
-    low, high = np.percentile(medians_now / medians_then, [2.5, 97.5])
-    return float(np.median(now) / np.median(then)), Interval(float(low), float(high))
+    point, (low, high) = independent_ratio_of_medians(now, then)
+    return point, Interval(low, high)
 
 
 def paired_accuracy_drop(
@@ -163,11 +160,8 @@ def paired_accuracy_drop(
     """Reference accuracy minus candidate accuracy, with a paired bootstrap over samples."""
     reference_correct = (np.argmax(reference_scores, -1) == labels).astype(np.float64)
     candidate_correct = (np.argmax(candidate_scores, -1) == labels).astype(np.float64)
-    differences = reference_correct - candidate_correct
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    indices = rng.integers(0, differences.size, (BOOTSTRAP_RESAMPLES, differences.size))
-    low, high = np.percentile(differences[indices].mean(1), [2.5, 97.5])
-    return float(differences.mean()), Interval(float(low), float(high))
+    point, (low, high) = paired_mean_interval(reference_correct - candidate_correct)
+    return point, Interval(low, high)
 
 
 def _worst_drift(drift: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:

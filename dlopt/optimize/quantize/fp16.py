@@ -3,24 +3,25 @@ conversion with the float32 inputs and outputs kept, so callers feed the same ar
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dlopt.errors import ConfigError, first_line
-from dlopt.optimize.accuracy_aware import measure_drift
-from dlopt.optimize.quantize_check import (
+from dlopt.optimize.quantize.budget import measure_drift
+from dlopt.optimize.quantize.check import (
     Staged,
     drift_record,
     onnx_runner,
     reference_set,
     require_budgets,
 )
-from dlopt.optimize.quantize_onnxruntime import QuantizeError
+from dlopt.optimize.quantize.options import QuantizeError
 from dlopt.specs import TensorSpec
 
 if TYPE_CHECKING:
-    from dlopt.optimize.quantize import QuantizeOptions
+    from dlopt.optimize.quantize.options import QuantizeOptions
 
 
 def onnx_fp16(
@@ -31,8 +32,6 @@ def onnx_fp16(
     say: Callable[[str], None],
 ) -> Staged:
     """Convert `parent` to FP16, measure its drift, and hold it to `options.max_drift`."""
-    from dlopt.optimize.build_tensorrt import convert_onnx_to_fp16
-
     if options.exclude:
         raise ConfigError(
             "--exclude is not available with --mode fp16", "drop --exclude for an FP16 model"
@@ -59,3 +58,29 @@ def onnx_fp16(
     if options.target == "tensorrt":
         recipe["next_step"] = "dlopt build model.onnx --backend tensorrt --precision fp16"
     return Staged([output], recipe, drift_record(evaluation, measured, budgets))
+
+
+def convert_onnx_to_fp16(source: Path, target: Path, converter: str) -> None:
+    """Write an FP16 copy of `source` (float32 inputs and outputs kept) with `converter`."""
+    import onnx
+
+    if converter == "modelopt-autocast":
+        from modelopt.onnx import autocast  # NVIDIA ModelOpt, installed with dlopt[tensorrt]
+
+        converted = autocast.convert_to_mixed_precision(
+            onnx_path=str(source), low_precision_type="fp16", keep_io_types=True
+        )
+    elif converter == "onnxconverter-common":
+        from onnxconverter_common import float16
+
+        # A float32 Cast left in the graph (e.g. a mask's `.to(torch.float32)`) would be typed
+        # float16 on the output and fail to load: keep Cast nodes as they are.
+        block = [*float16.DEFAULT_OP_BLOCK_LIST, "Cast"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "number truncated" for every tiny weight
+            converted = float16.convert_float_to_float16(
+                onnx.load(str(source)), keep_io_types=True, op_block_list=block
+            )
+    else:
+        raise ConfigError(f"unknown FP16 converter {converter!r}")
+    onnx.save(converted, str(target))

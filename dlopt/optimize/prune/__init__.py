@@ -1,7 +1,7 @@
 """Prune a torch model, optionally fine-tune it back, and save it whole as TorchScript and ONNX.
 
 Public entry point: `prune_model`. Methods:
-- `structured` (default): channel pruning on torch-pruning's dependency graph (`MetaPruner`),
+- `structured` (default): channel pruning on torch-pruning's dependency graph (`BasePruner`),
   which keeps residual additions, concatenations and attention heads consistent. The model
   really shrinks, so it is saved whole: its state_dict no longer fits the original factory.
 - `unstructured`: global magnitude pruning with `torch.nn.utils.prune`, made permanent. The
@@ -18,159 +18,36 @@ from __future__ import annotations
 import copy
 import difflib
 import fnmatch
-import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dlopt.artifacts import Manifest, read_manifest, staging_dir, write_manifest
+from dlopt.artifacts import (
+    Manifest,
+    move_staging_into_place,
+    read_manifest,
+    staging_dir,
+    write_manifest,
+)
 from dlopt.data import DataSource
 from dlopt.errors import PruneError
 from dlopt.optimize.export import ExportOptions, ExportResult, export_loaded_model
+from dlopt.optimize.prune.options import (
+    TWO_FOUR_NOTE,
+    UNSTRUCTURED_NOTE,
+    AccuracyReport,
+    Progress,
+    PruneOptions,
+    PruneResult,
+)
 from dlopt.sources import LoadedModel, load_torch_model
 from dlopt.specs import TensorSpec
 
 if TYPE_CHECKING:
-    from dlopt.optimize.finetune import FinetuneReport, StepCallback
-    from dlopt.optimize.prune_stats import ModelStats
+    from dlopt.optimize.prune.finetune import FinetuneReport, StepCallback
+    from dlopt.optimize.prune.stats import ModelStats
 
-METHODS = ("structured", "unstructured", "2:4")
-TASKS = ("auto", "classification", "regression")
-IMPORTANCES = ("l1", "l2", "taylor")
-DEFAULT_AMOUNT = 0.3
-TWO_FOUR_AMOUNT = 0.5
-Progress = Callable[[str], None]
-
-UNSTRUCTURED_NOTE = (
-    "unstructured sparsity: the weights are zeros in dense tensors, so dense runtimes (ONNX "
-    "Runtime, OpenVINO, TensorRT without sparsity) run this model no faster than the original; "
-    "it only compresses better"
-)
-TWO_FOUR_NOTE = (
-    "2:4 sparsity runs faster only on NVIDIA GPUs with sparse tensor cores (Ampere or newer) "
-    "through TensorRT with sparse weights enabled (BuilderFlag.SPARSE_WEIGHTS, trtexec "
-    "--sparsity=enable); elsewhere it runs as fast as the dense model"
-)
-
-
-@dataclass(frozen=True)
-class PruneOptions:
-    """How to prune and recover. Validated on creation (PruneError naming field and value).
-
-    `amount`: fraction of channels (structured) or of weights (unstructured) to remove; None
-    means 0.3, or 0.5 for 2:4, which is the only amount 2:4 allows. `ignore`: module names
-    (as in `model.named_modules()`) never pruned, with everything inside them. `finetune`:
-    a labelled data source (see `dlopt.data`) to recover accuracy on; `evaluate`: the data the
-    accuracy is measured on (default: the fine-tuning data).
-    """
-
-    method: str = "structured"
-    amount: float | None = None
-    importance: str = "l2"
-    ignore: tuple[str, ...] = ()
-    round_to: int | None = None
-    keep_output_layers: bool = True
-    finetune: str | None = None
-    evaluate: str | None = None
-    epochs: int = 3
-    lr: float = 1e-3
-    batch_size: int = 32
-    task: str = "auto"
-    seed: int = 0
-    taylor_batches: int = 4
-    threads: int | None = None
-
-    def __post_init__(self) -> None:
-        _check_choice("method", self.method, METHODS)
-        _check_choice("importance", self.importance, IMPORTANCES)
-        _check_choice("task", self.task, TASKS)
-        object.__setattr__(self, "ignore", tuple(self.ignore))
-        amount = self.amount
-        if amount is not None and not (isinstance(amount, (int, float)) and 0 < amount < 1):
-            raise PruneError(
-                f"amount {amount!r} is outside (0, 1)",
-                "give the fraction to remove, e.g. --amount 0.3",
-            )
-        if self.method == "2:4" and amount is not None and amount != TWO_FOUR_AMOUNT:
-            raise PruneError(
-                f"amount {amount} does not fit method 2:4, which always removes 0.5",
-                "drop --amount, or use --method unstructured for another fraction",
-            )
-        if self.importance == "taylor" and self.method != "structured":
-            raise PruneError(
-                f"importance taylor works only with method structured, not {self.method!r}",
-                "use --importance l1 or l2",
-            )
-        if self.importance == "taylor" and self.finetune is None:
-            raise PruneError(
-                "importance taylor needs gradients from labelled data",
-                "pass --finetune DATA (its first batches give the gradients), or use l1 or l2",
-            )
-        for name, value, low in (
-            ("round_to", self.round_to, 1),
-            ("epochs", self.epochs, 1),
-            ("batch_size", self.batch_size, 1),
-            ("taylor_batches", self.taylor_batches, 1),
-            ("threads", self.threads, 1),
-        ):
-            if value is not None and (not isinstance(value, int) or value < low):
-                raise PruneError(f"{name} {value!r} must be an integer of at least {low}")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise PruneError(f"lr {self.lr!r} must be a positive number", "e.g. --lr 1e-3")
-
-    @property
-    def effective_amount(self) -> float:
-        if self.method == "2:4":
-            return TWO_FOUR_AMOUNT
-        return float(self.amount) if self.amount is not None else DEFAULT_AMOUNT
-
-
-@dataclass
-class AccuracyReport:
-    """The task metric before pruning, after pruning and after fine-tuning."""
-
-    metric: str
-    data: str
-    samples: int
-    before: float
-    after_pruning: float
-    after_finetune: float | None = None
-
-
-@dataclass
-class PruneResult:
-    """The pruned artifacts and what pruning changed."""
-
-    options: PruneOptions
-    output_dir: Path
-    artifacts: list[ExportResult]
-    before: ModelStats
-    after: ModelStats
-    task: str | None = None
-    accuracy: AccuracyReport | None = None
-    finetune: FinetuneReport | None = None
-    kept_layers: list[str] = field(default_factory=list)
-    skipped_layers: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    pruned_layers_sparsity: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """The report as stored in the manifests' recipe."""
-        return {
-            "step": "prune",
-            "options": asdict(self.options),
-            "amount": self.options.effective_amount,
-            "task": self.task,
-            "before": self.before.to_dict(),
-            "after": self.after.to_dict(),
-            "accuracy": asdict(self.accuracy) if self.accuracy else None,
-            "finetune": asdict(self.finetune) if self.finetune else None,
-            "kept_layers": self.kept_layers,
-            "skipped_layers": self.skipped_layers,
-            "pruned_layers_sparsity": round(self.pruned_layers_sparsity, 6),
-            "notes": self.notes,
-        }
+__all__ = ["PruneOptions", "PruneResult", "prune_model"]
 
 
 def prune_model(
@@ -214,9 +91,9 @@ def _prune(
     progress: Progress | None,
     on_train_step: StepCallback | None,
 ) -> PruneResult:
-    from dlopt.optimize import prune_methods
+    import dlopt.optimize.prune.methods as prune_methods
     from dlopt.optimize.export import resolve_input_specs
-    from dlopt.optimize.prune_stats import model_stats
+    from dlopt.optimize.prune.stats import model_stats
 
     say = progress or (lambda message: None)
     say(f"loading {source}")
@@ -268,7 +145,7 @@ def _open_data(
 ) -> tuple[DataSource | None, DataSource | None, str | None]:
     """The fine-tuning data, the evaluation data (default: the same) and the task."""
     from dlopt.data import open_data
-    from dlopt.optimize.finetune import first_labels, resolve_task
+    from dlopt.optimize.prune.finetune import first_labels, resolve_task
 
     train_data = eval_data = task = None
     if options.finetune is not None:
@@ -292,7 +169,7 @@ def _recover(
     say: Progress,
 ) -> tuple[AccuracyReport, FinetuneReport | None]:
     """Measure the metric before and after pruning; fine-tune (in place) and measure again."""
-    from dlopt.optimize.finetune import evaluate, finetune
+    from dlopt.optimize.prune.finetune import evaluate, finetune
 
     say("measuring accuracy before and after pruning")
     before = evaluate(original, eval_data, specs, task)
@@ -337,11 +214,6 @@ def _example(
     return tensors
 
 
-def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise PruneError(f"unknown {name} {value!r}", f"use one of {', '.join(allowed)}")
-
-
 def _resolve_ignored(module: Any, patterns: Sequence[str]) -> list[str]:
     """Module names matched by the --ignore names or globs (`layers.*.attention`).
 
@@ -366,7 +238,7 @@ def _resolve_ignored(module: Any, patterns: Sequence[str]) -> list[str]:
 
 def _taylor_loss(train_data: Any, specs: Any, task: str, batches: int) -> Callable[[Any], Any]:
     """A function that backpropagates the task loss of the first batches (Taylor importance)."""
-    from dlopt.optimize.finetune import batch_loss
+    from dlopt.optimize.prune.finetune import batch_loss
 
     def backward(module: Any) -> None:
         module.zero_grad(set_to_none=True)
@@ -403,11 +275,7 @@ def _export(
             data["recipe"] = {**recipe, "export": data.get("recipe", {})}
             data["parent"] = parent
             write_manifest(artifact.path, Manifest(**data))
-        # Models last, so that a reader never finds a model whose manifest is not there yet.
-        files = sorted(staging.iterdir(), key=lambda p: p.suffix in (".onnx", ".ts"))
-        for path in files:
-            if path.is_file():
-                os.replace(path, output_dir / path.name)
+        move_staging_into_place(staging, output_dir)
     for artifact in exported:
         artifact.path = output_dir / artifact.path.name
         artifact.manifest_path = output_dir / artifact.manifest_path.name

@@ -23,10 +23,10 @@ from dlopt.artifacts import (
     staging_dir,
     write_manifest,
 )
-from dlopt.optimize.accuracy_aware import evaluation_set, measure_drift
+from dlopt.optimize.quantize.budget import evaluation_set, measure_drift
 
 if TYPE_CHECKING:
-    from dlopt.optimize.quantize import QuantizeOptions, QuantizeResult
+    from dlopt.optimize.quantize.options import QuantizeOptions, QuantizeResult
 
 DEPRECATION = (
     "torch.ao.quantization is deprecated in torch 2.13; this artifact uses it because no "
@@ -44,10 +44,9 @@ def quantize_torch_dynamic(
 ) -> QuantizeResult:
     import torch
 
-    from dlopt.optimize.build import parent_record, resolve_build_input
-    from dlopt.optimize.quantize import QuantizeResult
-    from dlopt.optimize.quantize_check import drift_record, open_evaluation
-    from dlopt.optimize.quantize_onnxruntime import QuantizeError
+    from dlopt.optimize.model_input import parent_record, resolve_model_input
+    from dlopt.optimize.quantize.check import drift_record, open_evaluation
+    from dlopt.optimize.quantize.options import QuantizeError, QuantizeResult
     from dlopt.specs import random_feed
     from dlopt.torch_io import FlatIOModule, run_torch, to_tensors
 
@@ -56,7 +55,7 @@ def quantize_torch_dynamic(
 
         raise ConfigError("--exclude is not available for --target torch", "drop --exclude")
     say(f"loading {model}")
-    source = resolve_build_input(model, weights, input_specs)
+    source = resolve_model_input(model, weights, input_specs)
     if source.kind != "torch":
         raise QuantizeError(
             f"{model} is an ONNX file; --target torch quantizes a torch model",

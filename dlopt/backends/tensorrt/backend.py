@@ -28,13 +28,13 @@ from dlopt.backends.base import (
     describe_artifact,
     unsupported_format,
 )
-from dlopt.errors import BackendError
-from dlopt.optimize.tensorrt_plan import (
-    INSTALL_HINT,
+from dlopt.backends.tensorrt import INSTALL_HINT
+from dlopt.backends.tensorrt.engine_checks import (
     MIN_TENSORRT_VERSION,
     check_engine_compatible,
     parse_version,
 )
+from dlopt.errors import BackendError
 from dlopt.specs import TensorSpec
 
 
@@ -46,7 +46,7 @@ class TensorRTBackend:
 
     def availability(self) -> Availability:
         """Every missing piece at once: no GPU, TensorRT not installed, a version too old."""
-        from dlopt.backends.tensorrt_cuda import cuda_device_present
+        from dlopt.backends.tensorrt.cuda import cuda_device_present
 
         version = None
         if importlib.util.find_spec("tensorrt") is not None:
@@ -118,7 +118,7 @@ class TensorRTSession(CheckedSession):
     def __init__(self, artifact: ArtifactInfo, options: LoadOptions, device: int = 0) -> None:
         import tensorrt as trt
 
-        from dlopt.backends import tensorrt_cuda as cuda
+        from dlopt.backends.tensorrt import cuda
 
         self.where = f"tensorrt session for {artifact.text}"
         here = cuda.gpu_environment(device)

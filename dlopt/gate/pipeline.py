@@ -11,8 +11,6 @@ and reports. Only bad input (config, model source, data) stops it early, with ex
 from __future__ import annotations
 
 import datetime as _dt
-import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +19,10 @@ from typing import Any
 from dlopt import __version__
 from dlopt.artifacts import cpu_info, ensure_writable_dir, read_manifest
 from dlopt.errors import BackendError, ConfigError, DloptError, ExitCode
-from dlopt.gate import GateResult, Verdict, exit_code, failed, overall_verdict, skipped
-from dlopt.gate_config import GateConfig, VariantConfig
-from dlopt.gate_judge import MB, judge_against_baseline, judge_row, paired_accuracy_drop, speedup_of
+from dlopt.gate.config import GateConfig, VariantConfig
+from dlopt.gate.judge import MB, judge_against_baseline, judge_row, paired_accuracy_drop, speedup_of
+from dlopt.gate.verdicts import GateResult, Verdict, exit_code, failed, overall_verdict, skipped
+from dlopt.jsonio import json_safe
 
 REPORT_SCHEMA_VERSION = 1
 REFERENCE = "fp32"
@@ -58,8 +57,8 @@ def run_gate(
     progress: Progress | None = None,
 ) -> GateOutcome:
     """Run the flow and write the reports; raises DloptError only for bad input."""
+    from dlopt.gate.recipes import check_recipe
     from dlopt.report.write import read_report, write_reports
-    from dlopt.variants import check_recipe
 
     say = progress or (lambda message: None)
     variants = _selected(config.variants, only)
@@ -91,7 +90,7 @@ def run_gate(
     verdict = overall_verdict(gates)
     report = {
         "schema_version": REPORT_SCHEMA_VERSION,
-        "kind": "dlopt.gate.report",
+        "kind": "dlopt.gate.verdicts.report",
         "dlopt_version": __version__,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "config": str(config.path),
@@ -103,7 +102,7 @@ def run_gate(
         "rows": rows,
         "gates": [gate.to_dict() for gate in gates],
     }
-    report = _json_safe(report)
+    report = json_safe(report)
     paths = write_reports(report, output_dir)
     return GateOutcome(report, verdict, exit_code(verdict), paths)
 
@@ -136,7 +135,7 @@ def _make(
     variant: VariantConfig, reference: Path, config: GateConfig, folder: Path
 ) -> VariantArtifact:
     """Run a variant's recipe; its failure is recorded (fails closed), not raised."""
-    from dlopt.variants import make_variant
+    from dlopt.gate.recipes import make_variant
 
     try:
         path = make_variant(variant, reference, config, folder)
@@ -317,19 +316,3 @@ def _variant_entry(variant: VariantArtifact) -> dict[str, Any]:
         "error": variant.error,
         "manifest_chain": chain,
     }
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(key): _json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return (
-        json.loads(json.dumps(value, default=str))
-        if not isinstance(value, (str, int, float, bool, type(None)))
-        else value
-    )

@@ -1,6 +1,6 @@
 """The three pruning methods, applied in place to a copy of the user's model.
 
-Structured pruning goes through torch-pruning's `MetaPruner`; unstructured and 2:4 pruning go
+Structured pruning goes through torch-pruning's `BasePruner`; unstructured and 2:4 pruning go
 through `torch.nn.utils.prune` masks, which fine-tuning keeps (pruned weights stay zero) and
 `make_permanent` folds into the weights.
 """
@@ -14,13 +14,13 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from dlopt.errors import PruneError
-from dlopt.optimize.finetune import call_model
-from dlopt.optimize.prune_stats import PRUNABLE_TYPES, supports_two_four, two_four_mask
+from dlopt.errors import PruneError, first_line
+from dlopt.optimize.prune.finetune import call_model
+from dlopt.optimize.prune.stats import PRUNABLE_TYPES, supports_two_four, two_four_mask
 from dlopt.outputs import flatten_outputs
 
 if TYPE_CHECKING:
-    from dlopt.optimize.prune import PruneOptions
+    from dlopt.optimize.prune.options import PruneOptions
 
 _HOOKED_TYPES: tuple[type[nn.Module], ...] = (*PRUNABLE_TYPES, nn.Embedding)
 Example = tuple[torch.Tensor, ...] | dict[str, torch.Tensor]
@@ -132,8 +132,8 @@ def check_outputs(original: nn.Module, pruned: nn.Module, example: Example, sour
             outputs = flatten_outputs(run(pruned, example))
         except Exception as error:
             raise PruneError(
-                f"the pruned {source} no longer runs ({type(error).__name__}: "
-                f"{_first_line(error)}): the code assumes layer sizes that pruning changed",
+                f"the pruned {source} no longer runs ({first_line(error)}): the code assumes "
+                "layer sizes that pruning changed",
                 STRUCTURED_HINT,
             ) from error
     got = {name: tuple(t.shape) for name, t in outputs}
@@ -166,7 +166,7 @@ def _structured(
     }
     parameters_before = sum(p.numel() for p in module.parameters())
     try:
-        pruner = tp.pruner.MetaPruner(
+        pruner = tp.pruner.BasePruner(
             module,
             example,
             importance=importance,
@@ -183,8 +183,7 @@ def _structured(
         raise
     except Exception as error:
         raise PruneError(
-            f"torch-pruning's dependency graph cannot prune this model: "
-            f"{type(error).__name__}: {_first_line(error)}",
+            f"torch-pruning's dependency graph cannot prune this model: {first_line(error)}",
             STRUCTURED_HINT,
         ) from error
     finally:
@@ -205,8 +204,3 @@ def _targets(module: nn.Module, protected: Sequence[str]) -> list[tuple[str, nn.
         if isinstance(layer, PRUNABLE_TYPES)
         and not any(name == p or name.startswith(p + ".") for p in protected)
     ]
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [line for line in str(error).strip().splitlines() if line.strip()]
-    return lines[0][:240] if lines else ""

@@ -7,16 +7,14 @@ the same thing for every target.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from dlopt.errors import BudgetNotMetError
-from dlopt.optimize.accuracy_aware import (
+from dlopt.jsonio import json_number
+from dlopt.optimize.quantize.budget import (
     DriftBudget,
     EvaluationSet,
     RunFn,
@@ -28,7 +26,7 @@ from dlopt.specs import TensorSpec
 
 if TYPE_CHECKING:
     from dlopt.data import DataSource
-    from dlopt.optimize.quantize import QuantizeOptions
+    from dlopt.optimize.quantize.options import QuantizeOptions
 
 EVALUATION_BATCH = 32
 
@@ -59,30 +57,19 @@ def reference_set(
 
 
 def onnx_runner(path: Path) -> RunFn:
-    """All outputs of an ONNX file on ONNX Runtime's CPU provider, one thread per core."""
-    import onnxruntime as ort
+    """All outputs of an ONNX file, in graph order, on ONNX Runtime's CPU provider."""
+    from dlopt.optimize.runners import onnx_runner as named_runner
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-    def run(feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        return [np.asarray(value) for value in session.run(None, dict(feed))]
-
-    return run
+    run = named_runner(path)
+    return lambda feed: list(run(feed).values())
 
 
-def ir_runner(path: Path, properties: Mapping[str, Any]) -> RunFn:
-    """All outputs of an OpenVINO IR compiled with `properties` (the recorded ones)."""
-    import openvino as ov
+def ir_runner(path: Path, precision_hint: str) -> RunFn:
+    """All outputs of an OpenVINO IR, in graph order, compiled with `precision_hint`."""
+    from dlopt.optimize.runners import ir_runner as named_runner
 
-    config = {key: value for key, value in properties.items() if key != "device"}
-    compiled = ov.Core().compile_model(str(path), "CPU", config)
-    ports = list(compiled.outputs)
-
-    def run(feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        results = compiled(dict(feed))
-        return [np.asarray(results[port]) for port in ports]
-
-    return run
+    run = named_runner(path, precision_hint)
+    return lambda feed: list(run(feed).values())
 
 
 def drift_record(
@@ -97,16 +84,11 @@ def drift_record(
         "data_sha256": evaluation.sha256,
         "samples": evaluation.samples,
         "reference": "FP32 parent on ONNX Runtime (CPU)",
-        **{key: json_number(value) for key, value in measured.items()},
+        **{key: json_number(value, 6) for key, value in measured.items()},
         "budgets": [str(budget) for budget in budgets],
         "within_budget": budgets_hold(budgets, measured) if budgets else None,
         **extra,
     }
-
-
-def json_number(value: float) -> float | str:
-    """JSON has no infinities (SQNR of identical outputs is +inf): write those as text."""
-    return round(float(value), 6) if math.isfinite(value) else str(value)
 
 
 def require_budgets(

@@ -15,8 +15,9 @@ import shutil
 import subprocess
 from typing import Any
 
+from dlopt.backends.tensorrt import INSTALL_HINT
+from dlopt.backends.tensorrt.engine_checks import GpuEnvironment
 from dlopt.errors import BackendError
-from dlopt.optimize.tensorrt_plan import INSTALL_HINT, GpuEnvironment
 
 
 def cudart() -> Any:

@@ -24,30 +24,31 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dlopt.errors import ConfigError, DloptError, first_line
-from dlopt.optimize.accuracy_aware import (
+from dlopt.optimize.quantize.budget import (
     EvaluationSet,
     budgets_hold,
     default_group_size,
     float_groups,
     measure_drift,
 )
-from dlopt.optimize.calibration import (
+from dlopt.optimize.quantize.calibration import (
     Calibration,
     calibration_record,
     open_calibration,
     ort_reader,
 )
-from dlopt.optimize.quantize_check import (
+from dlopt.optimize.quantize.check import (
     Staged,
     drift_record,
     onnx_runner,
     reference_set,
     require_budgets,
 )
+from dlopt.optimize.quantize.options import QuantizeError
 from dlopt.specs import TensorSpec
 
 if TYPE_CHECKING:
-    from dlopt.optimize.quantize import QuantizeOptions
+    from dlopt.optimize.quantize.options import QuantizeOptions
 
 SENSITIVITY_SAMPLES = 64
 # The matrix products INT8 is for; a budget met only with all of them in float is not met.
@@ -56,10 +57,6 @@ COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm", "Attention",
 # also turns Conv into ConvInteger, which ran 6x slower than FP32 on the digits CNN here
 # (benchmarks/quantize_speedup.py): convolutions are for --mode static.
 DYNAMIC_OP_TYPES = ("MatMul", "Gemm", "Attention", "LSTM", "Gather", "EmbedLayerNormalization")
-
-
-class QuantizeError(DloptError):
-    """Quantization failed for a reason the user can act on."""
 
 
 def preprocess(model: Path, output: Path) -> tuple[Path, str]:
@@ -270,7 +267,7 @@ def _sensitivity_ranking(
     """Node names of the float graph, most harmful in INT8 first (see quantize_sensitivity)."""
     import onnx
 
-    from dlopt.optimize.quantize_sensitivity import rank_by_leaving_out, rank_qdq_nodes
+    from dlopt.optimize.quantize.sensitivity import rank_by_leaving_out, rank_qdq_nodes
 
     feeds = _first_samples(evaluation.feeds)
     count = sum(next(iter(feed.values())).shape[0] for feed in feeds)
@@ -312,7 +309,7 @@ def _first_samples(
 
 
 def _summary(measured: Mapping[str, float]) -> dict[str, Any]:
-    from dlopt.optimize.quantize_check import json_number
+    from dlopt.jsonio import json_number
 
     keys = ("accuracy_drop", "cosine", "top1_agreement", "sqnr_db")
-    return {key: json_number(measured[key]) for key in keys if key in measured}
+    return {key: json_number(measured[key], 6) for key in keys if key in measured}

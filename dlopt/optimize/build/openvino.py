@@ -12,34 +12,30 @@ on CPUs with bf16 OpenVINO would otherwise run in bf16).
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dlopt.artifacts import Manifest, move_into_place, staging_dir, write_manifest
+from dlopt.backends.openvino_backend import compile_properties
 from dlopt.errors import DataError, first_line
-from dlopt.optimize.build import BuildError, BuildInput, BuildOptions, BuildResult, parent_record
-from dlopt.optimize.parity import DEFAULT_TOLERANCES, ParityReport, Tolerance, check_parity
-from dlopt.optimize.shape_profiles import ShapeRange, parse_shape_ranges, resolve_shape_ranges
+from dlopt.optimize.build.options import BuildError, BuildOptions, BuildResult, Progress
+from dlopt.optimize.build.shape_profiles import ShapeRange, parse_shape_ranges, resolve_shape_ranges
+from dlopt.optimize.export.parity import DEFAULT_TOLERANCES, ParityReport, Tolerance, check_parity
+from dlopt.optimize.model_input import ModelInput, parent_record
+from dlopt.optimize.openvino_ir import save_ir
+from dlopt.optimize.runners import RunFn, ir_runner, onnx_runner
 from dlopt.specs import Dim, TensorSpec
 
-Progress = Callable[[str], None]
-RunFn = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 # FP16 weights: about 3 decimal digits; INT8 is judged by drift and task metrics, not here.
 DRIFT_SAMPLES = 32
-# Ops that mark an attention block (an SDPA export converts to ScaledDotProductAttention).
-ATTENTION_OPS = frozenset({"Softmax", "SoftMax", "ScaledDotProductAttention"})
 PARITY_TOLERANCES = {"fp32": DEFAULT_TOLERANCES["float32"], "fp16": Tolerance(2e-2, 2e-2)}
-# OpenVINO's generated node names: op type, underscore, a process-wide instance counter.
-GENERATED_NAME = re.compile(r"([A-Z][A-Za-z0-9]*)_\d+")
-GENERATED_MODEL_NAME = re.compile(r"Model\d+")
 
 
 def build_openvino_ir(
-    model: BuildInput, output_dir: Path, options: BuildOptions, say: Progress
+    model: ModelInput, output_dir: Path, options: BuildOptions, say: Progress
 ) -> BuildResult:
     """Convert, optionally reshape and quantize, save and check an IR; see the module doc."""
     import openvino as ov
@@ -51,29 +47,22 @@ def build_openvino_ir(
         ov_model.reshape({name: _partial_shape(r) for name, r in ranges.items()})
     specs = reshaped_specs(model.specs, ranges)
     quantization: dict[str, Any] = {}
+    calibration_feeds: list[dict[str, np.ndarray]] = []
     if options.precision == "int8":
-        ov_model, quantization = _quantize(ov_model, specs, options, say)
+        ov_model, quantization, calibration_feeds = _quantize(ov_model, specs, options, say)
     weights_fp16 = options.weights_fp16()
-    number_generated_names(ov_model)  # the same inputs give the same bytes, in any process
     final_path = output_dir / "model.xml"
     with staging_dir(output_dir) as staging:
         staged = staging / "model.xml"
         say("saving the IR")
-        try:
-            ov.save_model(ov_model, str(staged), compress_to_fp16=weights_fp16)
-        except RuntimeError as error:
-            # OpenVINO's C++ writer reports a full disk as "basic_ios::clear: iostream error".
-            raise BuildError(
-                f"cannot save the IR to {output_dir}: {first_line(error)}",
-                "free disk space there or choose a folder you can write to (-o); if neither is "
-                "the cause, report the model",
-            ) from error
-        compile_properties = openvino_compile_properties(options.precision_hint)
+        save_ir(ov_model, staged, compress_to_fp16=weights_fp16)
+        properties = compile_properties(options.precision_hint)
         reference = _within(ranges, _reference_runner(model))
-        candidate = _ir_runner(staged, compile_properties, model.output_names)
+        candidate = ir_runner(staged, options.precision_hint, model.output_names)
         if options.precision == "int8":
             say("measuring INT8 drift on calibration samples")
-            checks = {"calibration_drift": _calibration_drift(reference, candidate, quantization)}
+            drift = _calibration_drift(reference, candidate, calibration_feeds[:DRIFT_SAMPLES])
+            checks = {"calibration_drift": drift}
             parity = None
         else:
             say("checking the IR against its source at several shapes")
@@ -101,7 +90,7 @@ def build_openvino_ir(
                 "shapes": {name: r.to_dict() for name, r in ranges.items()},
                 "static_shapes": options.static_shapes,
                 "quantization": quantization or None,
-                "compile_properties": compile_properties,
+                "compile_properties": properties,
             },
             checks=checks,
         )
@@ -120,22 +109,12 @@ def build_openvino_ir(
         manifest_path,
         {
             "weights_compressed_to_fp16": weights_fp16,
-            "compile_properties": compile_properties,
+            "compile_properties": properties,
             "parity": parity,
             "quantization": quantization or None,
             "checks": checks,
         },
     )
-
-
-def openvino_compile_properties(precision_hint: str) -> dict[str, Any]:
-    """The properties the IR is meant to be compiled with, as the openvino backend sets them."""
-    return {
-        "device": "CPU",
-        "INFERENCE_PRECISION_HINT": precision_hint,
-        "PERFORMANCE_HINT": "LATENCY",
-        "NUM_STREAMS": 1,
-    }
 
 
 def reshaped_specs(
@@ -151,32 +130,6 @@ def reshaped_specs(
         dims = tuple(Dim(size, None) for size in shape_range.opt)
         result.append(TensorSpec(spec.name, dims, spec.dtype, spec.value_range))
     return result
-
-
-def number_generated_names(ov_model: Any) -> None:
-    """Renumber generated names (`Reshape_330400`, `Model12`) by position in the graph, in place.
-
-    OpenVINO numbers unnamed nodes and models from process-wide counters, so the same build run
-    twice in one process (a gate, a notebook) wrote different model.xml files; numbered by
-    topological position they are byte-identical. Parameters and Results keep names that
-    OpenVINO did not make up (a user's `Input_1`). Call it just before `ov.save_model`.
-    """
-    if GENERATED_MODEL_NAME.fullmatch(ov_model.get_friendly_name()):
-        ov_model.set_friendly_name("Model")
-    ops = list(ov_model.get_ordered_ops())
-    renamed: dict[int, str] = {}
-    for index, op in enumerate(ops):
-        match = GENERATED_NAME.fullmatch(op.get_friendly_name())
-        kind = op.get_type_name()
-        if match and (kind not in ("Parameter", "Result") or match.group(1) == kind):
-            renamed[index] = match.group(1)
-    taken = {op.get_friendly_name() for index, op in enumerate(ops) if index not in renamed}
-    for index, prefix in renamed.items():
-        name = f"{prefix}_{index}"
-        while name in taken:
-            name += "_"
-        taken.add(name)
-        ops[index].set_friendly_name(name)
 
 
 def _requested_ranges(specs: Sequence[TensorSpec], options: BuildOptions) -> dict[str, ShapeRange]:
@@ -201,7 +154,7 @@ def _partial_shape(shape_range: ShapeRange) -> Any:
     return ov.PartialShape(dims)
 
 
-def _convert(model: BuildInput) -> Any:
+def _convert(model: ModelInput) -> Any:
     import openvino as ov
 
     try:
@@ -221,7 +174,7 @@ def _convert(model: BuildInput) -> Any:
     return ov_model
 
 
-def _convert_torch(model: BuildInput) -> Any:
+def _convert_torch(model: ModelInput) -> Any:
     import openvino as ov
 
     from dlopt.specs import random_feed
@@ -241,11 +194,9 @@ def _convert_torch(model: BuildInput) -> Any:
 
 def _quantize(
     ov_model: Any, specs: Sequence[TensorSpec], options: BuildOptions, say: Progress
-) -> tuple[Any, dict[str, Any]]:
-    """INT8 through NNCF post-training quantization on the calibration data."""
-    import nncf
-
-    from dlopt.data import open_data
+) -> tuple[Any, dict[str, Any], list[dict[str, np.ndarray]]]:
+    """INT8 through dlopt's one NNCF path (the openvino quantize target's)."""
+    from dlopt.optimize.quantize.openvino import nncf_int8
 
     if options.calibration is None:
         raise DataError(
@@ -253,67 +204,28 @@ def _quantize(
             "pass --calibration DATA (e.g. sample:digits_cnn:calibration, a .npz, or "
             "file.py:function); --calibration synthetic works but gives poor scales",
         )
-    data = open_data(options.calibration, specs, batch_size=1, limit=options.calibration_size)
-    feeds = [batch.inputs for batch in data]
-    if not feeds:
-        raise DataError(f"calibration data {options.calibration} has no samples")
-    op_types = {op.get_type_name() for op in ov_model.get_ops()}
-    # Attention blocks need NNCF's transformer scheme (it keeps e.g. softmax inputs FP32).
-    transformer = bool(op_types & ATTENTION_OPS)
-    model_type = nncf.ModelType.TRANSFORMER if transformer else None
-    say(f"quantizing with NNCF on {len(feeds)} calibration samples")
-    try:
-        quantized = nncf.quantize(
-            ov_model,
-            nncf.Dataset(feeds),
-            subset_size=len(feeds),
-            model_type=model_type,
-        )
-    except Exception as error:
-        raise BuildError(
-            f"NNCF quantization failed: {first_line(error)}",
-            "check that the calibration data fits the model inputs",
-        ) from error
-    record = {
-        "tool": "nncf",
-        "nncf_version": nncf.__version__,
-        "api": "nncf.quantize",
-        "model_type": "transformer" if transformer else None,
-        "calibration": options.calibration,
-        "calibration_samples": len(feeds),
-        "calibration_sha256": data.sha256(),
-    }
-    record["_feeds"] = feeds[:DRIFT_SAMPLES]
-    return quantized, record
+    return nncf_int8(
+        ov_model, specs, options.calibration, options.calibration_size, say, seed=options.seed
+    )
 
 
-def _reference_runner(model: BuildInput) -> RunFn:
+def _reference_runner(model: ModelInput) -> RunFn:
     if model.kind == "torch":
         from dlopt.torch_io import run_torch
 
         module = model.loaded.module
         return lambda feed: run_torch(module, feed, model.specs)
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(model.path), providers=["CPUExecutionProvider"])
-    runtime_names = [node.name for node in session.get_outputs()]
-    stable = model.output_names
-    names = stable if stable and len(stable) == len(runtime_names) else runtime_names
-
-    def run(feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip(names, session.run(runtime_names, dict(feed)), strict=True))
-
-    return run
+    assert model.path is not None  # an ONNX input always has its file
+    return onnx_runner(model.path, model.output_names)
 
 
 def _calibration_drift(
-    reference: RunFn, candidate: RunFn, quantization: dict[str, Any]
+    reference: RunFn, candidate: RunFn, feeds: Sequence[Mapping[str, np.ndarray]]
 ) -> dict[str, Any]:
     """Drift of the INT8 IR from its source on calibration samples (random inputs would be
     out of distribution and say nothing about a quantized model)."""
     from dlopt.harness.drift import drift
 
-    feeds = quantization.pop("_feeds")
     expected: dict[str, list[np.ndarray]] = {}
     actual: dict[str, list[np.ndarray]] = {}
     for feed in feeds:
@@ -342,25 +254,6 @@ def _within(ranges: Mapping[str, ShapeRange], run: RunFn) -> RunFn:
         return run(feed)
 
     return checked
-
-
-def _ir_runner(path: Path, properties: Mapping[str, Any], names: Sequence[str] | None) -> RunFn:
-    import openvino as ov
-
-    config = {key: value for key, value in properties.items() if key != "device"}
-    compiled = ov.Core().compile_model(str(path), properties["device"], config)
-    ports = list(compiled.outputs)
-    output_names = (
-        list(names) if names and len(names) == len(ports) else [p.get_any_name() for p in ports]
-    )
-
-    def run(feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = compiled(dict(feed))
-        return {
-            name: np.asarray(results[port]) for name, port in zip(output_names, ports, strict=True)
-        }
-
-    return run
 
 
 def _parity_message(parity: ParityReport, path: Path) -> str:

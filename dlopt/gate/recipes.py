@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from dlopt.errors import ConfigError, DloptError
 
 if TYPE_CHECKING:
-    from dlopt.gate_config import GateConfig, VariantConfig
+    from dlopt.gate.config import GateConfig, VariantConfig
 
 
 def check_recipe(variant: VariantConfig, config: GateConfig) -> None:
@@ -103,7 +103,7 @@ def _prune_fields(recipe: Mapping[str, Any], base: Path) -> dict[str, Any]:
 
 
 def _resolve(reference: str, base: Path) -> str:
-    from dlopt.gate_config import resolve_reference
+    from dlopt.gate.config import resolve_reference
 
     return resolve_reference(reference, base)
 
