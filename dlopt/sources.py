@@ -357,13 +357,11 @@ def _summarize_load_error(text: str) -> str:
 
 
 def onnx_input_specs(path: Path) -> list[TensorSpec]:
-    """Input specs read from an ONNX graph (for files without a dlopt manifest).
-
-    Named dynamic dims keep their names; unnamed ones become `dim<i>`; examples are size 1.
-    """
+    """Input specs read from an ONNX graph (for files without a dlopt manifest); dynamic axes
+    are named as `dlopt.specs.spec_from_graph` names them."""
     import onnx
 
-    from dlopt.specs import Dim
+    from dlopt.specs import spec_from_graph
 
     dtypes = {
         onnx.TensorProto.FLOAT: "float32",
@@ -379,10 +377,7 @@ def onnx_input_specs(path: Path) -> list[TensorSpec]:
         if graph_input.name in initializers:
             continue
         tensor_type = graph_input.type.tensor_type
-        dims = tuple(
-            Dim(dim.dim_value) if dim.dim_value > 0 else Dim(1, dim.dim_param or f"dim{index}")
-            for index, dim in enumerate(tensor_type.shape.dim)
-        )
+        dims = [dim.dim_value or dim.dim_param for dim in tensor_type.shape.dim]
         dtype = dtypes.get(tensor_type.elem_type)
         if dtype is None:
             raise SourceError(
@@ -390,5 +385,5 @@ def onnx_input_specs(path: Path) -> list[TensorSpec]:
                 f"({onnx.TensorProto.DataType.Name(tensor_type.elem_type)})",
                 "dlopt feeds float32, float16, int64, int32 and bool inputs",
             )
-        specs.append(TensorSpec(graph_input.name, dims, dtype))
+        specs.append(spec_from_graph(graph_input.name, dims, dtype))
     return specs

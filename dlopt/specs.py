@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dlopt.errors import InputSpecError
@@ -257,17 +257,21 @@ def random_feed(
     return feed
 
 
-def with_example_sizes(
-    specs: Sequence[TensorSpec], axis_sizes: Mapping[str, int]
-) -> list[TensorSpec]:
-    """The specs with the example size of some dynamic axes changed."""
-    return [
-        replace(
-            spec,
-            dims=tuple(
-                Dim(axis_sizes.get(dim.axis, dim.size), dim.axis) if dim.axis else dim
-                for dim in spec.dims
-            ),
-        )
-        for spec in specs
-    ]
+def spec_from_graph(name: str, dims: Sequence[object], dtype: str) -> TensorSpec:
+    """An input spec read from a model's graph (ONNX, ONNX Runtime or OpenVINO ports).
+
+    `dims` are what the runtime reports per axis: a positive int is static; anything else is a
+    dynamic axis, named after the runtime's symbol when it is an identifier (`batch`, `seq`),
+    else `batch` for axis 0 and `<input>_dim<i>` after it. Example sizes are 1. The one rule
+    for every reader, so that the same graph gives the same specs whichever runtime read it.
+    """
+    result = []
+    for index, dim in enumerate(dims):
+        if isinstance(dim, int) and not isinstance(dim, bool) and dim > 0:
+            result.append(Dim(dim))
+            continue
+        symbol = "".join(c if c.isalnum() or c == "_" else "_" for c in str(dim or ""))
+        if not symbol or not (symbol[0].isalpha() or symbol[0] == "_"):
+            symbol = "batch" if index == 0 else f"{name}_dim{index}"
+        result.append(Dim(1, symbol))
+    return TensorSpec(name, tuple(result), dtype)

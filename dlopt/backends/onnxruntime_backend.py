@@ -20,7 +20,7 @@ from dlopt.backends.base import (
 )
 from dlopt.backends.tensorrt.plan import workspace_bytes
 from dlopt.errors import BackendError, ConfigError
-from dlopt.specs import Dim, TensorSpec
+from dlopt.specs import TensorSpec, spec_from_graph
 
 ORT_DTYPES = {
     "tensor(float)": "float32",
@@ -108,18 +108,7 @@ def _spec_from_ort(name: str, shape: list[Any], type_name: str) -> TensorSpec:
     dtype = ORT_DTYPES.get(type_name)
     if dtype is None:
         raise BackendError(f"input {name!r} has type {type_name}, which dlopt cannot feed yet")
-    dims = tuple(
-        Dim(dim, None) if isinstance(dim, int) and dim > 0 else Dim(1, _axis_name(dim, name, i))
-        for i, dim in enumerate(shape)
-    )
-    return TensorSpec(name, dims, dtype)
-
-
-def _axis_name(dim: Any, input_name: str, index: int) -> str:
-    text = "".join(c if c.isalnum() or c == "_" else "_" for c in str(dim or ""))
-    if not text or not (text[0].isalpha() or text[0] == "_"):
-        return "batch" if index == 0 else f"{input_name}_dim{index}"
-    return text
+    return spec_from_graph(name, shape, dtype)
 
 
 # Provider selection is a run-time concern of this backend; `dlopt bench --provider` and the

@@ -23,7 +23,7 @@ from dlopt.backends.base import (
     unsupported_format,
 )
 from dlopt.errors import BackendError
-from dlopt.specs import Dim, TensorSpec
+from dlopt.specs import TensorSpec, spec_from_graph
 
 PRECISION_HINTS = ("f32", "bf16", "f16")
 DEFAULT_PRECISION_HINT = "f32"
@@ -147,10 +147,5 @@ def _spec_from_port(port: Any) -> TensorSpec:
     dtype = OV_DTYPES.get(port.get_element_type().get_type_name())
     if dtype is None:
         raise BackendError(f"input {name!r} has type {port.get_element_type()}, not supported yet")
-    dims = tuple(
-        Dim(dim.get_length(), None)
-        if dim.is_static
-        else Dim(1, "batch" if i == 0 else f"{name}_dim{i}")
-        for i, dim in enumerate(port.get_partial_shape())
-    )
-    return TensorSpec(name, dims, dtype)
+    dims = [dim.get_length() if dim.is_static else None for dim in port.get_partial_shape()]
+    return spec_from_graph(name, dims, dtype)

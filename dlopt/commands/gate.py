@@ -53,7 +53,8 @@ def gate(
     import json
 
     from dlopt.errors import ConfigError
-    from dlopt.gate.config import config_json_schema, load_gate_config
+    from dlopt.gate.config import load_gate_config
+    from dlopt.gate.schema import config_json_schema
 
     if print_schema:
         print(json.dumps(config_json_schema(), indent=2))

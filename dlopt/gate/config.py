@@ -26,7 +26,7 @@ else:  # pragma: no cover - Python 3.10
 CONFIG_SCHEMA_VERSION = 1
 RECIPE_KINDS = ("quantize", "prune", "build")
 TASKS = ("classification", "regression", "none")
-_VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -243,7 +243,7 @@ def _variant(index: int, raw: Any) -> VariantConfig:
         raise ConfigError(f"{where} is not a table", "write each variant as a [[variants]] table")
     _check_keys(where, raw, {"name", "backends", *RECIPE_KINDS})
     name = raw.get("name")
-    if not isinstance(name, str) or not _VARIANT_NAME.match(name):
+    if not isinstance(name, str) or not VARIANT_NAME.match(name):
         raise ConfigError(
             f"{where}.name = {name!r} is not a valid name",
             "use letters, digits, _ . - (up to 64 characters), starting with a letter or digit",
@@ -354,69 +354,3 @@ def resolve_reference(text: str | None, base: Path) -> str:
     if not sep and ("/" in text or Path(text).suffix):
         return str(_resolve_path(text, base))
     return text
-
-
-def config_json_schema() -> dict[str, Any]:
-    """A JSON Schema (draft 2020-12) of the config, generated from the dataclasses above."""
-
-    def table(cls: Any, required: tuple[str, ...] = ()) -> dict[str, Any]:
-        properties = {item.name: _json_type(str(item.type)) for item in fields(cls)}
-        return {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": properties,
-            "required": list(required),
-        }
-
-    thresholds = table(Thresholds)
-    gate = {
-        **thresholds,
-        "properties": {
-            **thresholds["properties"],
-            "variants": {"type": "object", "additionalProperties": thresholds},
-        },
-    }
-    data = table(DataConfig)
-    data["properties"]["task"] = {"enum": list(TASKS)}
-    recipe = {"type": "object"}
-    variant = {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "name": {"type": "string", "pattern": _VARIANT_NAME.pattern},
-            "backends": {"type": "array", "items": {"type": "string"}},
-            **{kind: recipe for kind in RECIPE_KINDS},
-        },
-        "required": ["name"],
-        "oneOf": [{"required": [kind]} for kind in RECIPE_KINDS],
-    }
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "dlopt gate config (dlopt.toml)",
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["model"],
-        "properties": {
-            "schema_version": {"const": CONFIG_SCHEMA_VERSION},
-            "model": table(ModelConfig, required=("source",)),
-            "data": data,
-            "variants": {"type": "array", "items": variant},
-            "bench": table(BenchConfig),
-            "gate": gate,
-        },
-    }
-
-
-def _json_type(annotation: str) -> dict[str, Any]:
-    nullable = "None" in annotation
-    if annotation.startswith("tuple"):
-        schema: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
-    elif annotation.startswith("str"):
-        schema = {"type": "string"}
-    elif annotation.startswith("int"):
-        schema = {"type": "integer"}
-    else:
-        schema = {"type": "number", "minimum": 0}
-    if nullable:
-        schema = {**schema, "type": [schema["type"], "null"]}
-    return schema

@@ -9,32 +9,44 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from dlopt.gate.config import Thresholds
-from dlopt.gate.verdicts import (
-    GateResult,
-    Interval,
-    judge_at_least,
-    judge_at_most,
-    judge_interval_at_least,
-    judge_interval_at_most,
-)
+from dlopt.gate.verdicts import GateResult, Interval, judge
 from dlopt.harness.statistics import independent_ratio_of_medians, paired_mean_interval
 
 MB = 2**20
-# Gates that need a comparison with the FP32 reference; they do not apply to the reference.
-RELATIVE_GATES = (
-    "accuracy_drop_max",
-    "relative_accuracy_min",
-    "cosine_min",
-    "top1_agreement_min",
-    "kl_max",
-    "speedup_min",
-)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How a threshold is judged: the direction, whether by the interval of a noisy ratio, and
+    whether it compares with the FP32 reference (then it does not apply to the reference)."""
+
+    at_least: bool
+    by_interval: bool = False
+    relative: bool = False
+
+
+# To add a threshold: a field in `Thresholds`, a rule here, its measurement in `_measurements`.
+RULES: dict[str, Rule] = {
+    "accuracy_drop_max": Rule(at_least=False, relative=True),
+    "relative_accuracy_min": Rule(at_least=True, relative=True),
+    "cosine_min": Rule(at_least=True, relative=True),
+    "top1_agreement_min": Rule(at_least=True, relative=True),
+    "kl_max": Rule(at_least=False, relative=True),
+    "latency_p50_ms_max": Rule(at_least=False),
+    "latency_p99_ms_max": Rule(at_least=False),
+    "speedup_min": Rule(at_least=True, by_interval=True, relative=True),
+    "peak_memory_mb_max": Rule(at_least=False),
+    "model_size_mb_max": Rule(at_least=False),
+}
+RELATIVE_GATES = tuple(gate for gate, rule in RULES.items() if rule.relative)
 BASELINE_GATES = ("latency_regression_max_pct", "accuracy_regression_max")
+Measurement = tuple["float | None", "Interval | None"]
 
 
 def judge_row(
@@ -49,47 +61,51 @@ def judge_row(
 
     `accuracy_drop` is (reference accuracy - variant accuracy, its paired-bootstrap interval).
     """
+    measurements = _measurements(row, accuracy_drop)
     results: list[GateResult] = []
+    for gate, limit in thresholds.active().items():
+        rule = RULES.get(gate)
+        if rule is None or (is_reference and rule.relative):
+            continue
+        measured, interval = measurements[gate]
+        results.append(
+            judge(
+                variant,
+                backend,
+                gate,
+                measured,
+                limit,
+                rule.at_least,
+                interval,
+                rule.by_interval,
+            )
+        )
+    return results
+
+
+def _measurements(
+    row: Mapping[str, Any], accuracy_drop: tuple[float, Interval] | None
+) -> dict[str, Measurement]:
+    """What each rule's threshold is compared with, from one bench row."""
     latency = row.get("latency") or {}
     drift = _worst_drift(row.get("drift"))
     accuracy = _metric(row, "accuracy")
     reference_accuracy = _metric_reference(row, "accuracy")
-    for gate, limit in thresholds.active().items():
-        if gate in BASELINE_GATES or (is_reference and gate in RELATIVE_GATES):
-            continue
-        if gate == "accuracy_drop_max":
-            drop, interval = accuracy_drop or (_difference(reference_accuracy, accuracy), None)
-            results.append(judge_at_most(variant, backend, gate, drop, limit, interval))
-        elif gate == "relative_accuracy_min":
-            relative = (
-                accuracy / reference_accuracy
-                if accuracy is not None and reference_accuracy
-                else None
-            )
-            results.append(judge_at_least(variant, backend, gate, relative, limit))
-        elif gate == "cosine_min":
-            results.append(judge_at_least(variant, backend, gate, drift.get("cosine"), limit))
-        elif gate == "top1_agreement_min":
-            value = drift.get("top1_agreement")
-            results.append(judge_at_least(variant, backend, gate, value, limit))
-        elif gate == "kl_max":
-            value = drift.get("softmax_kl_divergence")
-            results.append(judge_at_most(variant, backend, gate, value, limit))
-        elif gate == "latency_p50_ms_max":
-            results.append(judge_at_most(variant, backend, gate, latency.get("p50_ms"), limit))
-        elif gate == "latency_p99_ms_max":
-            results.append(judge_at_most(variant, backend, gate, latency.get("p99_ms"), limit))
-        elif gate == "speedup_min":
-            speedup, interval = speedup_of(row.get("latency_ratio_to_reference"))
-            results.append(
-                judge_interval_at_least(variant, backend, gate, speedup, interval, limit)
-            )
-        elif gate == "peak_memory_mb_max":
-            peak = (row.get("memory") or {}).get("peak_rss_bytes")
-            results.append(judge_at_most(variant, backend, gate, _mb(peak), limit))
-        elif gate == "model_size_mb_max":
-            results.append(judge_at_most(variant, backend, gate, _mb(row.get("size_bytes")), limit))
-    return results
+    relative = (
+        accuracy / reference_accuracy if accuracy is not None and reference_accuracy else None
+    )
+    return {
+        "accuracy_drop_max": accuracy_drop or (_difference(reference_accuracy, accuracy), None),
+        "relative_accuracy_min": (relative, None),
+        "cosine_min": (drift.get("cosine"), None),
+        "top1_agreement_min": (drift.get("top1_agreement"), None),
+        "kl_max": (drift.get("softmax_kl_divergence"), None),
+        "latency_p50_ms_max": (latency.get("p50_ms"), None),
+        "latency_p99_ms_max": (latency.get("p99_ms"), None),
+        "speedup_min": speedup_of(row.get("latency_ratio_to_reference")),
+        "peak_memory_mb_max": (_mb((row.get("memory") or {}).get("peak_rss_bytes")), None),
+        "model_size_mb_max": (_mb(row.get("size_bytes")), None),
+    }
 
 
 def judge_against_baseline(
@@ -104,25 +120,14 @@ def judge_against_baseline(
     limit = thresholds.latency_regression_max_pct
     if limit is not None:
         ratio, interval = latency_ratio(row, baseline_row)
-        results.append(
-            judge_interval_at_most(
-                variant,
-                backend,
-                "latency_regression_max_pct",
-                ratio,
-                interval,
-                1 + limit / 100,
-            )
-        )
+        gate = "latency_regression_max_pct"
+        results.append(judge(variant, backend, gate, ratio, 1 + limit / 100, False, interval, True))
     limit = thresholds.accuracy_regression_max
     if limit is not None:
         now = _metric(row, "accuracy")
         then = _metric(baseline_row, "accuracy") if baseline_row else None
-        results.append(
-            judge_at_most(
-                variant, backend, "accuracy_regression_max", _difference(then, now), limit
-            )
-        )
+        gate = "accuracy_regression_max"
+        results.append(judge(variant, backend, gate, _difference(then, now), limit, False))
     return results
 
 

@@ -1,4 +1,4 @@
-"""`run_gate`: the whole flow from one config, as in DESIGN.md.
+"""`run_gate`: the whole flow from one config (README, `dlopt gate`).
 
 export the FP32 reference -> make each variant -> bench every (variant, backend) pair on the
 evaluation data, interleaved with the reference -> judge each against its thresholds -> report.

@@ -1,6 +1,6 @@
 """Thresholds to verdicts: pass, fail, inconclusive or skipped, each with its evidence.
 
-Rules (DESIGN.md, "Measurement rules"):
+Rules:
 - gates fail closed: a missing, crashed, timed-out or NaN measurement fails its gate;
 - speed and regression gates judge the bootstrap interval of a ratio of interleaved samples:
   pass when the whole interval is on the good side of the threshold, fail when it is wholly on
@@ -63,16 +63,30 @@ def _missing(value: float | None) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def judge_at_most(
+def judge(
     variant: str,
     backend: str,
     gate: str,
     measured: float | None,
     limit: float,
+    at_least: bool,
     interval: Interval | None = None,
+    by_interval: bool = False,
 ) -> GateResult:
-    """Pass when measured <= limit (point estimate); fail closed when missing or NaN."""
-    if _missing(measured):
+    """`measured >= limit` (`at_least`) or `<= limit`, failing closed when missing or NaN.
+
+    By default the point estimate is judged and `interval` only reported. `by_interval` judges
+    noisy ratios by where their whole interval lies: pass when it is wholly on the good side,
+    fail when wholly on the bad side, inconclusive when it straddles the limit.
+    """
+
+    def good(value: float) -> bool:
+        return value >= limit if at_least else value <= limit
+
+    bad_side = "<" if at_least else ">"
+    no_interval = interval is None or _missing(interval.low) or _missing(interval.high)
+    if _missing(measured) or (by_interval and no_interval):
+        what = "no measurement or interval" if by_interval else "no measurement"
         return GateResult(
             variant,
             backend,
@@ -81,127 +95,24 @@ def judge_at_most(
             None,
             limit,
             interval,
-            "no measurement (missing, crashed or NaN): fails closed",
+            f"{what} (missing, crashed or NaN): fails closed",
         )
     assert measured is not None
-    verdict = Verdict.PASS if measured <= limit else Verdict.FAIL
-    reason = "" if verdict is Verdict.PASS else f"{measured:.6g} > {limit:g}"
-    return GateResult(variant, backend, gate, verdict, measured, limit, interval, reason)
-
-
-def judge_at_least(
-    variant: str,
-    backend: str,
-    gate: str,
-    measured: float | None,
-    limit: float,
-    interval: Interval | None = None,
-) -> GateResult:
-    """Pass when measured >= limit (point estimate); fail closed when missing or NaN."""
-    if _missing(measured):
-        return GateResult(
-            variant,
-            backend,
-            gate,
-            Verdict.FAIL,
-            None,
-            limit,
-            interval,
-            "no measurement (missing, crashed or NaN): fails closed",
-        )
-    assert measured is not None
-    verdict = Verdict.PASS if measured >= limit else Verdict.FAIL
-    reason = "" if verdict is Verdict.PASS else f"{measured:.6g} < {limit:g}"
-    return GateResult(variant, backend, gate, verdict, measured, limit, interval, reason)
-
-
-def judge_interval_at_least(
-    variant: str,
-    backend: str,
-    gate: str,
-    measured: float | None,
-    interval: Interval | None,
-    limit: float,
-) -> GateResult:
-    """Noise-aware `>= limit`: by where the whole interval lies (e.g. speedup >= 2)."""
-    if _missing(measured) or interval is None or _missing(interval.low) or _missing(interval.high):
-        return GateResult(
-            variant,
-            backend,
-            gate,
-            Verdict.FAIL,
-            None,
-            limit,
-            interval,
-            "no measurement or interval (missing, crashed or NaN): fails closed",
-        )
-    if interval.low >= limit:
+    if not by_interval:
+        verdict = Verdict.PASS if good(measured) else Verdict.FAIL
+        reason = "" if verdict is Verdict.PASS else f"{measured:.6g} {bad_side} {limit:g}"
+        return GateResult(variant, backend, gate, verdict, measured, limit, interval, reason)
+    assert interval is not None
+    worst, best = (interval.low, interval.high) if at_least else (interval.high, interval.low)
+    span = f"[{interval.low:.4g}, {interval.high:.4g}]"
+    if good(worst):
         return GateResult(variant, backend, gate, Verdict.PASS, measured, limit, interval)
-    if interval.high < limit:
-        return GateResult(
-            variant,
-            backend,
-            gate,
-            Verdict.FAIL,
-            measured,
-            limit,
-            interval,
-            f"whole interval [{interval.low:.4g}, {interval.high:.4g}] < {limit:g}",
-        )
+    if not good(best):
+        reason = f"whole interval {span} {bad_side} {limit:g}"
+        return GateResult(variant, backend, gate, Verdict.FAIL, measured, limit, interval, reason)
+    reason = f"interval {span} straddles {limit:g}: too noisy, rerun"
     return GateResult(
-        variant,
-        backend,
-        gate,
-        Verdict.INCONCLUSIVE,
-        measured,
-        limit,
-        interval,
-        f"interval [{interval.low:.4g}, {interval.high:.4g}] straddles {limit:g}: too noisy, rerun",
-    )
-
-
-def judge_interval_at_most(
-    variant: str,
-    backend: str,
-    gate: str,
-    measured: float | None,
-    interval: Interval | None,
-    limit: float,
-) -> GateResult:
-    """Noise-aware `<= limit`: by where the whole interval lies (e.g. latency ratio <= 1.1)."""
-    if _missing(measured) or interval is None or _missing(interval.low) or _missing(interval.high):
-        return GateResult(
-            variant,
-            backend,
-            gate,
-            Verdict.FAIL,
-            None,
-            limit,
-            interval,
-            "no measurement or interval (missing, crashed or NaN): fails closed",
-        )
-    if interval.high <= limit:
-        return GateResult(variant, backend, gate, Verdict.PASS, measured, limit, interval)
-    if interval.low > limit:
-        return GateResult(
-            variant,
-            backend,
-            gate,
-            Verdict.FAIL,
-            measured,
-            limit,
-            interval,
-            f"whole interval [{interval.low:.4g}, {interval.high:.4g}] > {limit:g}",
-        )
-    return GateResult(
-        variant,
-        backend,
-        gate,
-        Verdict.INCONCLUSIVE,
-        measured,
-        limit,
-        interval,
-        f"interval [{interval.low:.4g}, {interval.high:.4g}] straddles {limit:g}: too noisy, rerun",
+        variant, backend, gate, Verdict.INCONCLUSIVE, measured, limit, interval, reason
     )
 
 

@@ -3,6 +3,9 @@ memory) on a real GPU: the part of the TensorRT runner that does not need Tensor
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -12,7 +15,6 @@ from dlopt.backends.tensorrt.cuda import (
     copy_to_device,
     copy_to_host,
     cudart,
-    nvidia_smi_gpu_name,
     process_gpu_memory_bytes,
 )
 from dlopt.errors import BackendError
@@ -74,3 +76,20 @@ def test_process_gpu_memory_sees_an_allocation() -> None:
     if held is None:
         pytest.skip("NVML (nvidia-ml-py) is not installed or not usable here")
     assert held >= 256 << 20
+
+
+def nvidia_smi_gpu_name() -> str | None:
+    """The first GPU's name from nvidia-smi (None without it), to cross-check cudart's."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        output = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", "-i", "0"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return output.strip() or None

@@ -21,8 +21,8 @@ from dlopt.artifacts import sha256_file
 from dlopt.cli import app
 from dlopt.data import open_data
 from dlopt.optimize.prune import PruneOptions, PruneResult, prune_model
-from dlopt.optimize.prune.stats import follows_two_four
 from dlopt.specs import parse_input_specs
+from tests.fixtures.prune_models import follows_two_four
 from tests.integration.conftest import sample_source, sample_weights
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -9,7 +10,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from dlopt.gate.config import config_json_schema, load_gate_config
+from dlopt.gate.config import load_gate_config
+from dlopt.gate.schema import config_json_schema
+from dlopt.optimize.build.options import BuildOptions
+from dlopt.optimize.prune.options import PruneOptions
+from dlopt.optimize.quantize.options import QuantizeOptions
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,3 +45,41 @@ def test_schema_rejects_an_unknown_threshold() -> None:
 
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(raw, config_json_schema())
+
+
+@pytest.mark.parametrize(
+    ("kind", "options_class"),
+    [("quantize", QuantizeOptions), ("prune", PruneOptions), ("build", BuildOptions)],
+)
+def test_recipe_tables_list_every_option_of_their_step(kind: str, options_class: type) -> None:
+    variant = config_json_schema()["properties"]["variants"]["items"]
+    recipe = variant["properties"][kind]
+
+    assert set(recipe["properties"]) == {f.name for f in dataclasses.fields(options_class)}
+    for name, allowed in options_class.CHOICES.items():  # type: ignore[attr-defined]
+        assert recipe["properties"][name] == {"enum": list(allowed)}
+
+
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        {"mode": "static", "calibraton": "data.py:calibration"},  # a typo'd key
+        {"mode": "int4"},  # not a mode
+        {"mode": "static", "calibration_size": "many"},  # not an integer
+    ],
+)
+def test_schema_rejects_a_bad_quantize_recipe(recipe: dict[str, object]) -> None:
+    raw = {"model": {"source": "m.py:f"}, "variants": [{"name": "q", "quantize": recipe}]}
+
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(raw, config_json_schema())
+
+
+def test_schema_accepts_the_prune_finetune_table() -> None:
+    finetune = {"data": "data.py:train", "epochs": 2, "lr": 0.001}
+    raw = {
+        "model": {"source": "m.py:f"},
+        "variants": [{"name": "p", "prune": {"amount": 0.5, "finetune": finetune}}],
+    }
+
+    jsonschema.validate(raw, config_json_schema())

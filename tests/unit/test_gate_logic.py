@@ -11,10 +11,7 @@ from dlopt.gate.verdicts import (
     Interval,
     Verdict,
     exit_code,
-    judge_at_least,
-    judge_at_most,
-    judge_interval_at_least,
-    judge_interval_at_most,
+    judge,
     overall_verdict,
     skipped,
 )
@@ -22,17 +19,20 @@ from dlopt.gate.verdicts import (
 
 @pytest.mark.parametrize("measured", [None, math.nan])
 def test_missing_or_nan_measurements_fail_closed(measured: float | None) -> None:
-    assert judge_at_most("v", "ort", "latency_p50_ms_max", measured, 5.0).verdict is Verdict.FAIL
-    assert judge_at_least("v", "ort", "cosine_min", measured, 0.99).verdict is Verdict.FAIL
-    result = judge_interval_at_least("v", "ort", "speedup_min", measured, Interval(1, 2), 1.5)
+    assert (
+        judge("v", "ort", "latency_p50_ms_max", measured, 5.0, at_least=False).verdict
+        is Verdict.FAIL
+    )
+    assert judge("v", "ort", "cosine_min", measured, 0.99, at_least=True).verdict is Verdict.FAIL
+    result = judge("v", "ort", "speedup_min", measured, 1.5, True, Interval(1, 2), by_interval=True)
     assert result.verdict is Verdict.FAIL and "fails closed" in result.reason
 
 
 def test_point_thresholds() -> None:
-    assert judge_at_most("v", "b", "g", 4.0, 5.0).verdict is Verdict.PASS
-    assert judge_at_most("v", "b", "g", 5.5, 5.0).verdict is Verdict.FAIL
-    assert judge_at_least("v", "b", "g", 0.999, 0.995).verdict is Verdict.PASS
-    assert judge_at_least("v", "b", "g", 0.99, 0.995).verdict is Verdict.FAIL
+    assert judge("v", "b", "g", 4.0, 5.0, at_least=False).verdict is Verdict.PASS
+    assert judge("v", "b", "g", 5.5, 5.0, at_least=False).verdict is Verdict.FAIL
+    assert judge("v", "b", "g", 0.999, 0.995, at_least=True).verdict is Verdict.PASS
+    assert judge("v", "b", "g", 0.99, 0.995, at_least=True).verdict is Verdict.FAIL
 
 
 @pytest.mark.parametrize(
@@ -46,7 +46,7 @@ def test_point_thresholds() -> None:
 def test_speedup_is_judged_by_its_whole_interval(interval: Interval, expected: Verdict) -> None:
     midpoint = (interval.low + interval.high) / 2
 
-    result = judge_interval_at_least("v", "b", "speedup_min", midpoint, interval, 2.0)
+    result = judge("v", "b", "speedup_min", midpoint, 2.0, True, interval, by_interval=True)
 
     assert result.verdict is expected
 
@@ -60,15 +60,15 @@ def test_speedup_is_judged_by_its_whole_interval(interval: Interval, expected: V
     ],
 )
 def test_latency_regression_ratio(interval: Interval, expected: Verdict) -> None:
-    result = judge_interval_at_most("v", "b", "latency_regression", 1.0, interval, 1.10)
+    result = judge("v", "b", "latency_regression", 1.0, 1.10, False, interval, by_interval=True)
 
     assert result.verdict is expected
 
 
 def test_overall_verdict_and_exit_codes() -> None:
-    ok = judge_at_most("v", "b", "g", 1.0, 2.0)
-    bad = judge_at_most("v", "b", "g", 3.0, 2.0)
-    noisy = judge_interval_at_least("v", "b", "g", 2.0, Interval(1.9, 2.1), 2.0)
+    ok = judge("v", "b", "g", 1.0, 2.0, at_least=False)
+    bad = judge("v", "b", "g", 3.0, 2.0, at_least=False)
+    noisy = judge("v", "b", "g", 2.0, 2.0, True, Interval(1.9, 2.1), by_interval=True)
     skip = skipped("v", "tensorrt", "g", "optional backend unavailable: no CUDA device")
 
     assert overall_verdict([ok, skip]) is Verdict.PASS

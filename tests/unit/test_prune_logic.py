@@ -17,11 +17,11 @@ from dlopt.optimize.prune.finetune import resolve_task
 from dlopt.optimize.prune.methods import make_permanent, output_layers
 from dlopt.optimize.prune.stats import (
     compressed_size_bytes,
-    follows_two_four,
     model_stats,
     supports_two_four,
     two_four_mask,
 )
+from tests.fixtures.prune_models import follows_two_four
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from dlopt.specs import (
     parse_input_spec,
     parse_input_specs,
     random_feed,
+    spec_from_graph,
 )
 
 
@@ -119,3 +120,16 @@ def test_parser_never_raises_anything_but_input_spec_error(text: str) -> None:
         assert error.one_line()
     else:
         assert spec.name and spec.dims
+
+
+def test_one_rule_names_the_dynamic_axes_of_every_graph_reader() -> None:
+    spec = spec_from_graph("tokens", [0, "seq len", 7, None, "s0"], "int64")
+
+    assert [(dim.size, dim.axis) for dim in spec.dims] == [
+        (1, "batch"),
+        (1, "seq_len"),
+        (7, None),
+        (1, "tokens_dim3"),
+        (1, "s0"),
+    ]
+    assert spec.dtype == "int64"

@@ -40,8 +40,7 @@ from dlopt.specs import TensorSpec
 
 class TensorRTBackend:
     name = "tensorrt"
-    # "onnx" because sources.detect_file_format reads a .plan as ONNX today; load() tells them
-    # apart by the manifest and refuses a real ONNX with the command that builds an engine.
+    # load() refuses a real ONNX with the command that builds an engine from it.
     formats = frozenset({"onnx", "tensorrt_plan"})
 
     def availability(self) -> Availability:
@@ -94,7 +93,7 @@ class TensorRTBackend:
 
 
 def _describe(artifact: str) -> ArtifactInfo:
-    """An engine by its manifest (sources.parse_source would try to read a .plan as ONNX)."""
+    """An engine (`.plan`/`.engine`, opaque bytes) described by its manifest."""
     path = Path(artifact)
     manifest = read_manifest(path) if path.is_file() else None
     if manifest is None or manifest.get("format") != "tensorrt_plan":

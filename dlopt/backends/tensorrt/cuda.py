@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
 from typing import Any
 
 from dlopt.backends.tensorrt import INSTALL_HINT
@@ -106,23 +105,6 @@ def gpu_environment(device: int = 0) -> GpuEnvironment:
 def cuda_device_present() -> bool:
     """A cheap check with no CUDA import: the driver's device node or nvidia-smi."""
     return os.path.exists("/dev/nvidia0") or shutil.which("nvidia-smi") is not None
-
-
-def nvidia_smi_gpu_name() -> str | None:
-    """The first GPU's name from nvidia-smi, for messages (None without it)."""
-    if shutil.which("nvidia-smi") is None:
-        return None
-    try:
-        output = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", "-i", "0"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return output.strip() or None
 
 
 def process_gpu_memory_bytes(device: int = 0, pid: int | None = None) -> int | None:

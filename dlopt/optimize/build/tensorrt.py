@@ -1,7 +1,7 @@
 """TensorRT engines from ONNX (the TensorRT Python API).
 
-Strongly typed builds (see `dlopt.backends.tensorrt.plan`): FP32 from an FP32 ONNX (TF32 cleared), FP16 from
-an ONNX converted to FP16 first (ModelOpt AutoCast where installed, else onnxconverter-common;
+Strongly typed builds (see `dlopt.backends.tensorrt.plan`): FP32 from an FP32 ONNX (TF32
+cleared), FP16 from an ONNX converted to FP16 first (ModelOpt AutoCast where installed, else onnxconverter-common;
 I/O kept float32), INT8 from an explicit Q/DQ ONNX. One optimization profile covers the input
 ranges; a timing cache file is read before and written after the build; the builder's log is
 captured to `builder.log`. The manifest records the TensorRT version and the GPU, which the

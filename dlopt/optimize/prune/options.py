@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from dlopt.errors import PruneError
 
@@ -44,6 +44,13 @@ class PruneOptions:
     accuracy is measured on (default: the fine-tuning data).
     """
 
+    # The fields with a fixed set of values: checked here, listed in the config schema.
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "method": METHODS,
+        "importance": IMPORTANCES,
+        "task": TASKS,
+    }
+
     method: str = "structured"
     amount: float | None = None
     importance: str = "l2"
@@ -61,9 +68,8 @@ class PruneOptions:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        _check_choice("method", self.method, METHODS)
-        _check_choice("importance", self.importance, IMPORTANCES)
-        _check_choice("task", self.task, TASKS)
+        for name, allowed in self.CHOICES.items():
+            _check_choice(name, getattr(self, name), allowed)
         object.__setattr__(self, "ignore", tuple(self.ignore))
         amount = self.amount
         if amount is not None and not (isinstance(amount, (int, float)) and 0 < amount < 1):

@@ -151,14 +151,6 @@ def two_four_mask(weight: torch.Tensor) -> torch.Tensor:
     return mask.reshape(channels_last.shape).movedim(-1, 1)
 
 
-def follows_two_four(weight: torch.Tensor) -> bool:
-    """True when every group of 4 consecutive input channels has at most 2 non-zeros."""
-    if not supports_two_four(weight):
-        return False
-    groups = weight.detach().movedim(1, -1).reshape(-1, TWO_FOUR_GROUP)
-    return bool(((groups != 0).sum(dim=1) <= TWO_FOUR_KEEP).all())
-
-
 def _product(shape: Sequence[int]) -> int:
     total = 1
     for size in shape:

@@ -2,7 +2,7 @@
 targets.
 
 - dynamic: `quantize_dynamic`, QInt8 weights, per-channel by default (QUInt8 weights gave no
-  speedup and per-tensor lost accuracy on a MiniLM here: NOTES.md);
+  speedup and per-tensor lost accuracy on a MiniLM here);
 - static, onnxruntime: `quantize_static` in QDQ format with QUInt8 activations and QInt8
   weights (U8S8): ORT's default S8S8 QDQ ran slower than FP32 on x86 here, U8S8 3x faster;
 - static, tensorrt: explicit Q/DQ with symmetric QInt8 activations and weights (S8S8), the

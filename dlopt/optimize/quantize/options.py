@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from dlopt.errors import ConfigError, DloptError
 from dlopt.optimize.quantize.budget import DriftBudget, parse_budget
@@ -67,6 +67,14 @@ class QuantizeOptions:
     inputs when there is none); `max_drift` holds `METRIC=VALUE` budgets and needs `evaluation`.
     """
 
+    # The fields with a fixed set of values: checked here, listed in the config schema.
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "mode": MODES,
+        "target": TARGETS,
+        "method": METHODS,
+        "model_type": MODEL_TYPES,
+    }
+
     mode: str = "static"
     target: str = "onnxruntime"
     calibration: str | None = None
@@ -81,12 +89,7 @@ class QuantizeOptions:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name, allowed in (
-            ("mode", MODES),
-            ("target", TARGETS),
-            ("method", METHODS),
-            ("model_type", MODEL_TYPES),
-        ):
+        for name, allowed in self.CHOICES.items():
             value = getattr(self, name)
             if value not in allowed:
                 raise ConfigError(
