@@ -7,8 +7,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dlopt.commands._common import report_errors
-
 if TYPE_CHECKING:
     from dlopt.harness.bench import BenchReport
 
@@ -29,7 +27,6 @@ in the reports; it does not by itself make the command fail (exit 0). Bad input 
 """
 
 
-@report_errors
 def bench(
     models: Annotated[
         list[str],

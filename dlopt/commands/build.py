@@ -13,7 +13,6 @@ from dlopt.commands._common import (
     SourceArg,
     TrustPickleOpt,
     WeightsOpt,
-    report_errors,
 )
 
 EXAMPLES = """\
@@ -56,7 +55,6 @@ class HintChoice(str, Enum):
     f16 = "f16"
 
 
-@report_errors
 def build(
     source: SourceArg,
     backend: Annotated[

@@ -13,7 +13,6 @@ from dlopt.commands._common import (
     SourceArg,
     TrustPickleOpt,
     WeightsOpt,
-    report_errors,
 )
 
 EXAMPLES = """\
@@ -44,7 +43,6 @@ class TorchScriptModeChoice(str, Enum):
     script = "script"
 
 
-@report_errors
 def export(
     source: SourceArg,
     input_specs: InputOpt = None,

@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 
-from dlopt.commands._common import report_errors
-
 EXAMPLES = """\
 Examples:
 
@@ -22,7 +20,6 @@ Examples:
 """
 
 
-@report_errors
 def gate(
     config: Annotated[
         Path | None,

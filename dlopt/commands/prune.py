@@ -13,7 +13,6 @@ from dlopt.commands._common import (
     SourceArg,
     TrustPickleOpt,
     WeightsOpt,
-    report_errors,
 )
 
 if TYPE_CHECKING:
@@ -58,7 +57,6 @@ class TaskChoice(str, Enum):
     regression = "regression"
 
 
-@report_errors
 def prune(
     source: SourceArg,
     input_specs: InputOpt = None,

@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dlopt.commands._common import report_errors
-
 if TYPE_CHECKING:
     from dlopt.optimize.quantize import QuantizeOptions
 
@@ -32,7 +30,6 @@ Examples:
 """
 
 
-@report_errors
 def quantize(
     model: Annotated[
         str,

@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 
-from dlopt.commands._common import report_errors
-
 EXAMPLES = """\
 Examples:
 
@@ -18,7 +16,6 @@ Examples:
 """
 
 
-@report_errors
 def report(
     report_json: Annotated[Path, typer.Argument(help="report.json written by `dlopt gate`.")],
     html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here.")] = None,
