@@ -161,9 +161,11 @@ def bench_table(report: BenchReport) -> object:
     Failed rows are red with their reason, skipped rows yellow; warnings follow as a caption.
     """
     from rich.console import Group
+    from rich.markup import escape
     from rich.table import Table
 
     from dlopt.harness.bench_report import row_cells
+    from dlopt.plain_text import plain_text
 
     speed = Table(title="dlopt bench: speed and memory")
     accuracy = Table(title="dlopt bench: accuracy and drift vs the reference")
@@ -185,11 +187,11 @@ def bench_table(report: BenchReport) -> object:
         accuracy.add_column(column, overflow="fold")
     for row in report.rows:
         style = {"failed": "red", "skipped": "yellow"}.get(row.status)
-        cells = row_cells(row)
+        cells = [escape(text) for text in row_cells(row)]  # a model named [red] stays as it is
         speed.add_row(*cells[:9], style=style)
         accuracy.add_row(*cells[:2], *cells[9:], style=style)
     captions = [
-        f"{row.model} on {row.backend}: {warning}"
+        escape(plain_text(f"{row.model} on {row.backend}: {warning}"))
         for row in report.rows
         for warning in row.warnings
     ]

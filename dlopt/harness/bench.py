@@ -33,6 +33,7 @@ import numpy as np
 
 from dlopt.errors import ConfigError
 from dlopt.harness.latency import WarmupPolicy, ratio_of_medians, summarize
+from dlopt.harness.metrics import TASKS
 from dlopt.harness.results import BenchReport, BenchRow
 from dlopt.harness.worker import RESULT_FILE, JobModel, WorkerJob
 
@@ -53,6 +54,7 @@ class BenchSettings:
     threads: int | None = None
     iterations: int | None = None
     min_time_s: float = 2.0
+    max_iterations: int | None = None  # stops timed runs before min_time_s when reached
     eval_limit: int | None = None
     precision_hint: str | None = None
     weights: str | None = None
@@ -63,12 +65,15 @@ class BenchSettings:
     memory_limit_mb: int | None = None
     # ONNX Runtime execution provider: auto (best installed), tensorrt, cuda or cpu.
     provider: str | None = None
+    # Task metrics: auto (from the labels), classification, regression or none.
+    task: str = "auto"
 
     def __post_init__(self) -> None:
         positive = {
             "batch_size": self.batch_size,
             "threads": self.threads,
             "iterations": self.iterations,
+            "max_iterations": self.max_iterations,
             "eval_limit": self.eval_limit,
             "memory_limit_mb": self.memory_limit_mb,
         }
@@ -81,6 +86,8 @@ class BenchSettings:
             raise ConfigError(f"timeout_s is {self.timeout_s}", "give a positive timeout")
         if not self.backends:
             raise ConfigError("no backend given", "pass --backend NAME at least once")
+        if self.task not in TASKS:
+            raise ConfigError(f"unknown task {self.task!r}", f"use one of {', '.join(TASKS)}")
         if self.provider is not None:
             from dlopt.backends.onnxruntime_backend import ORT_PROVIDER_CHOICES
 
@@ -196,7 +203,7 @@ def run_bench(
                 _fill_latency(pair.row, result["models"][pair.id], "interleaved")
             if result is not None:
                 _fill_ratios(done, result, settings.reference)
-    _compare_outputs(pairs, settings.reference)
+    _compare_outputs(pairs, settings.reference, settings.task)
     return BenchReport(
         rows=[pair.row for pair in pairs],
         settings=_settings_dict(settings, names),
@@ -238,6 +245,7 @@ def _job(
         weights=settings.weights,
         iterations=settings.iterations,
         min_time_s=settings.min_time_s,
+        max_iterations=settings.max_iterations,
         warmup=asdict(settings.warmup),
         seed=settings.seed,
         memory_limit_mb=settings.memory_limit_mb,
@@ -339,7 +347,7 @@ def _fill_ratios(done: list[_Pair], result: dict[str, Any], reference: str | Non
         pair.row.latency_ratio_to_reference = ratio.to_dict()
 
 
-def _compare_outputs(pairs: list[_Pair], reference: str | None) -> None:
+def _compare_outputs(pairs: list[_Pair], reference: str | None, task: str) -> None:
     from dlopt.harness.compare import compare_row
 
     loaded = {id(p): _load_outputs(p.row.outputs_file) for p in pairs if p.row.status == "ok"}
@@ -357,6 +365,7 @@ def _compare_outputs(pairs: list[_Pair], reference: str | None) -> None:
             outputs,
             reference_outputs,
             None if chosen is None else f"{chosen.model} on {chosen.backend}",
+            task,
         )
 
 

@@ -54,6 +54,7 @@ class WorkerJob:
     weights: str | None = None
     iterations: int | None = None
     min_time_s: float = 2.0
+    max_iterations: int | None = None
     warmup: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     memory_limit_mb: int | None = None
@@ -244,12 +245,19 @@ def _timed_runs(
         if job.iterations is not None:
             if rounds >= job.iterations:
                 break
-        elif rounds >= MIN_TIMED_RUNS and time.perf_counter_ns() >= deadline:
+        elif _enough(job, rounds, deadline):
             break
         for mid, session in sessions.items():
             samples[mid].append(_time_one(session, rotations[mid].next()))
         rounds += 1
     return samples, warmups
+
+
+def _enough(job: WorkerJob, rounds: int, deadline_ns: int) -> bool:
+    """Timed rounds stop at max_iterations, or after min_time_s (and MIN_TIMED_RUNS)."""
+    if job.max_iterations is not None and rounds >= job.max_iterations:
+        return True
+    return rounds >= MIN_TIMED_RUNS and time.perf_counter_ns() >= deadline_ns
 
 
 def _time_next(session: Any, rotation: _Rotation) -> int:
