@@ -56,8 +56,9 @@ def verdict_table(report: dict[str, Any]) -> Group:
     current: tuple[str, str] | None = None
     for gate in report["gates"]:
         pair = (_text(gate["variant"]), _text(gate["backend"]))
-        if pair != current:
-            table.add_row(f"[bold]{pair[0]}[/] on {pair[1]}", "", "", "", "")
+        if pair != current:  # a recipe's gates have no backend ("-")
+            where = f" on {pair[1]}" if pair[1] != "-" else ""
+            table.add_row(f"[bold]{pair[0]}[/]{where}", "", "", "", "")
             current = pair
         interval = gate.get("interval")
         colour = colours.get(gate["verdict"], "red")
@@ -70,7 +71,8 @@ def verdict_table(report: dict[str, Any]) -> Group:
         )
         if gate["verdict"] != "pass" and gate.get("reason"):
             notes.append(
-                f"[{colour}]{_text(gate['verdict'])}[/] {pair[0]} on {pair[1]}, "
+                f"[{colour}]{_text(gate['verdict'])}[/] {pair[0]}"
+                f"{f' on {pair[1]}' if pair[1] != '-' else ''}, "
                 f"{_text(gate['gate'])}: {_text(gate['reason'])}"
             )
     return Group(table, *notes)

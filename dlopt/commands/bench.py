@@ -115,9 +115,12 @@ def bench(
     from dlopt.errors import ConfigError
     from dlopt.harness.bench import BenchSettings, run_bench
     from dlopt.harness.bench_report import render_markdown, write_json
+    from dlopt.path_safety import check_outputs
 
     if iterations is not None and min_time is not None:
         raise ConfigError("both --iterations and --min-time given", "give one of them")
+    # Before any measuring: a report that cannot be written would throw the run away.
+    check_outputs([*models, reference, data, weights], [output_dir], [json_path, md_path])
     settings = BenchSettings(
         backends=tuple(backend or ["onnxruntime"]),
         data=data,

@@ -133,6 +133,7 @@ def build(
 
     from dlopt.commands.export import default_output_dir
     from dlopt.optimize.build import BuildOptions, build_engine
+    from dlopt.path_safety import check_outputs
 
     options = BuildOptions(
         backend=backend.value,
@@ -150,6 +151,8 @@ def build(
     if output_dir is None:
         base = default_output_dir(source)
         output_dir = base.with_name(f"{base.name}_{backend.value}_{precision.value}")
+    # The timing cache is read and updated on purpose; it is neither input nor output here.
+    check_outputs([source, calibration, weights], folders=[output_dir])
     console = Console(stderr=True)
     with console.status("building") as status:
         result = build_engine(

@@ -86,6 +86,10 @@ def export(
 
     from dlopt.optimize.export import ExportOptions, export_model
     from dlopt.optimize.export.parity import DEFAULT_TOLERANCES, Tolerance
+    from dlopt.path_safety import check_outputs
+
+    output_dir = output_dir or default_output_dir(source)
+    check_outputs([source, weights], folders=[output_dir])
 
     tolerance = None
     if atol is not None or rtol is not None:
@@ -105,7 +109,7 @@ def export(
     with console.status("exporting") as status:
         results = export_model(
             source,
-            output_dir or default_output_dir(source),
+            output_dir,
             input_specs or [],
             weights,
             options,

@@ -151,6 +151,7 @@ def prune(
 
     from dlopt.commands.export import default_output_dir
     from dlopt.optimize.prune import PruneOptions, prune_model
+    from dlopt.path_safety import check_outputs
 
     options = PruneOptions(
         method=method.value,
@@ -171,6 +172,7 @@ def prune(
     folder = output_dir or default_output_dir(source).with_name(
         default_output_dir(source).name + "_pruned"
     )
+    check_outputs([source, weights, finetune, eval_data], folders=[folder])
     console = Console(stderr=True)
     with Progress(
         TextColumn("{task.description}"),

@@ -124,6 +124,7 @@ def quantize(
     from rich.console import Console
 
     from dlopt.optimize.quantize import QuantizeOptions, quantize_model
+    from dlopt.path_safety import check_outputs
 
     options = QuantizeOptions(
         mode=mode,
@@ -141,6 +142,7 @@ def quantize(
     )
     name = Path(model.split(":")[0]).parent.name or "model"
     folder = output_dir or Path("out") / f"{name}_{options.precision()}"
+    check_outputs([model, calibration, evaluation, weights], folders=[folder])
     console = Console(stderr=True)
     with console.status("quantizing") as status:
         result = quantize_model(

@@ -47,6 +47,7 @@ class GateOutcome:
     verdict: Verdict
     exit_code: ExitCode
     report_paths: dict[str, Path]
+    warnings: list[str] = field(default_factory=list)
 
 
 def run_gate(
@@ -58,7 +59,7 @@ def run_gate(
 ) -> GateOutcome:
     """Run the flow and write the reports; raises DloptError only for bad input."""
     from dlopt.gate.recipes import check_recipe
-    from dlopt.report.write import read_report, write_reports
+    from dlopt.report.write import append_step_summary, read_report, write_reports
 
     say = progress or (lambda message: None)
     variants = _selected(config.variants, only)
@@ -104,7 +105,8 @@ def run_gate(
     }
     report = json_safe(report)
     paths = write_reports(report, output_dir)
-    return GateOutcome(report, verdict, exit_code(verdict), paths)
+    warning = append_step_summary(report)
+    return GateOutcome(report, verdict, exit_code(verdict), paths, [warning] if warning else [])
 
 
 def _selected(variants: Sequence[VariantConfig], only: Sequence[str]) -> list[VariantConfig]:

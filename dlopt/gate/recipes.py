@@ -20,6 +20,23 @@ def check_recipe(variant: VariantConfig, config: GateConfig) -> None:
     _options(variant, config)
 
 
+def config_inputs(config: GateConfig) -> list[str]:
+    """Every file the gate reads: the config, the model and its weights, the data, and the
+    data of each recipe (resolved as the recipe resolves them)."""
+    base = config.path.resolve().parent
+    inputs = [str(config.path), config.model.source, config.model.weights]
+    inputs += [config.data.evaluation, config.data.calibration]
+    for variant in config.variants:
+        recipe = dict(variant.recipe)
+        finetune = recipe.get("finetune")
+        if isinstance(finetune, Mapping):
+            recipe.update({"finetune": finetune.get("data"), "evaluate": finetune.get("evaluate")})
+        for key in ("calibration", "evaluation", "finetune", "evaluate"):
+            if isinstance(recipe.get(key), str):
+                inputs.append(_resolve(recipe[key], base))
+    return [text for text in inputs if text]
+
+
 def make_variant(variant: VariantConfig, reference: Path, config: GateConfig, folder: Path) -> Path:
     """Run the recipe (on the FP32 reference ONNX, or on the model source for pruning) and
     return the artifact it made. Raises DloptError when the step fails."""

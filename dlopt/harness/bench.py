@@ -35,7 +35,7 @@ from dlopt.errors import ConfigError
 from dlopt.harness.latency import WarmupPolicy, ratio_of_medians, summarize
 from dlopt.harness.metrics import TASKS
 from dlopt.harness.results import BenchReport, BenchRow
-from dlopt.harness.worker import RESULT_FILE, JobModel, WorkerJob
+from dlopt.harness.worker import PARENT_FD_FLAG, RESULT_FILE, JobModel, WorkerJob
 
 __all__ = ["BenchReport", "BenchRow", "BenchSettings", "run_bench"]
 DEFAULT_TIMEOUT_S = 900.0
@@ -261,19 +261,39 @@ def _run_worker(job: WorkerJob, timeout_s: float, row: BenchRow) -> dict[str, An
     job_file.write_text(job.to_json())
     (directory / RESULT_FILE).unlink(missing_ok=True)
     log_path = directory / "worker.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dlopt.harness.worker", str(job_file)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # so a timeout kills the worker's children too
-        )
-        try:
-            returncode = process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            _kill_group(process)
-            row.status, row.reason = "failed", f"timed out after {timeout_s:g} s (killed)"
-            return None
+    # The worker watches the read end: when this process ends, however it ends, the kernel
+    # closes the write end and the worker ends itself (worker.follow_parent).
+    parent_read, parent_write = os.pipe()
+    try:
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "dlopt.harness.worker",
+                    str(job_file),
+                    f"{PARENT_FD_FLAG}{parent_read}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # so a timeout kills the worker's children too
+                pass_fds=(parent_read,),
+            )
+            os.close(parent_read)
+            parent_read = -1
+            try:
+                returncode = process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                _kill_group(process)
+                row.status, row.reason = "failed", f"timed out after {timeout_s:g} s (killed)"
+                return None
+            except BaseException:  # Ctrl-C or a bug here: the worker goes with us
+                _kill_group(process)
+                raise
+    finally:
+        for fd in (parent_read, parent_write):
+            if fd >= 0:
+                os.close(fd)
     if returncode < 0:
         name = _signal_name(-returncode)
         hint = " (out of memory?)" if -returncode == signal.SIGKILL else ""

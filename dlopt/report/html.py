@@ -133,7 +133,11 @@ def _plots(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
 
     plt.rcParams["svg.fonttype"] = "none"  # text stays text (searchable, small)
     plots: list[tuple[str, str]] = []
-    measured = [r for r in rows if r.get("status") == "ok" and r.get("latency_ms")]
+    measured = [
+        r
+        for r in rows
+        if r.get("status") == "ok" and _is_number((r.get("latency_ms") or {}).get("p50"))
+    ]
     scatter: list[tuple[dict[str, Any], float]] = []
     for row in measured:
         quality = (row.get("metrics") or {}).get("accuracy", (row.get("drift") or {}).get("cosine"))
@@ -180,6 +184,10 @@ def _plots(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
         axes.set_xlabel("peak RSS (MB)")
         plots.append(("Peak memory", _svg(figure)))
     return plots
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
