@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import itertools
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -114,17 +115,22 @@ class DataSource:
         return any(spec.dims and not spec.dims[0].is_dynamic for spec in self.specs)
 
     def _validated_chunks(self) -> Iterator[Batch]:
-        try:
-            chunks = self._chunks()
-            for index, chunk in enumerate(chunks):
-                yield validate_batch(chunk, self.specs, f"{self.description} (batch {index})")
-        except DataError:
-            raise
-        except (OSError, ValueError, zipfile.BadZipFile) as error:
-            raise DataError(
-                f"cannot read data source {self.description}: {type(error).__name__}: {error}",
-                "check that the file is complete and was written by numpy",
-            ) from error
+        chunks = self._chunks()
+        for index in itertools.count():
+            # Only the reading is wrapped: a bug in the checks below stays a bug (exit 4).
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                return
+            except DataError:
+                raise
+            except (OSError, ValueError, zipfile.BadZipFile) as error:
+                raise DataError(
+                    f"cannot read data source {self.description}: {type(error).__name__}: "
+                    f"{error}",
+                    "check that the file is complete and was written by numpy",
+                ) from error
+            yield validate_batch(chunk, self.specs, f"{self.description} (batch {index})")
 
     def count_samples(self) -> int:
         """Samples one pass yields (after the limit), found by streaming the source."""
@@ -347,8 +353,8 @@ def _checked_labels(labels: np.ndarray, batch: int, where: str) -> np.ndarray:
 def _check_input(value: Any, spec: TensorSpec, where: str) -> np.ndarray:
     array = np.asarray(value)
     what = f"{where}: input {spec.name!r}"
-    check_shape(array.shape, spec, what)
     check_dtype(array.dtype, spec, what)
+    check_shape(array.shape, spec, what)
     target = np.dtype(spec.dtype)
     if array.dtype != target:
         converted = array.astype(target)

@@ -83,8 +83,8 @@ def check_declared_arrays(
         )
     for spec in specs:
         shape, dtype = declared[spec.name]
-        check_shape(shape, spec, f"{where}: input {spec.name!r}")
         check_dtype(dtype, spec, f"{where}: input {spec.name!r}")
+        check_shape(shape, spec, f"{where}: input {spec.name!r}")
     if LABELS in declared and not declared[LABELS][0]:
         raise DataError(f"{where}: {LABELS} is a scalar", "give one label per sample")
 

@@ -70,7 +70,7 @@ def read_report(path: Path) -> dict[str, Any]:
 # development dependency, and these few checks turn a damaged file into exit 2 up front
 # instead of a KeyError (exit 4) after a whole gate run.
 _GATE_KEYS = {"variant": str, "backend": str, "gate": str, "verdict": str}
-_ROW_KEYS = {"variant": str, "backend": str, "status": str}
+_ROW_KEYS = {"variant": str, "backend": str, "status": str, "bench": dict}
 _NUMBER = (int, float)
 
 
@@ -94,18 +94,14 @@ def report_problem(report: dict[str, Any]) -> str | None:
         latency = row.get("latency_ms")
         if latency is not None and not isinstance(latency, dict):
             return f"rows[{index}].latency_ms is not an object"
-        problem = _bench_problem(row.get("bench"))
+        problem = _bench_problem(row["bench"])
         if problem:
             return f"rows[{index}].bench{problem}"
     return None
 
 
-def _bench_problem(bench: Any) -> str | None:
+def _bench_problem(bench: dict[str, Any]) -> str | None:
     """The parts of a raw bench row that a baseline comparison reads."""
-    if bench is None:
-        return None
-    if not isinstance(bench, dict):
-        return " is not an object"
     latency = bench.get("latency") or {}
     metrics = bench.get("metrics") or {}
     if not isinstance(latency, dict) or not isinstance(metrics, dict):

@@ -115,3 +115,38 @@ def test_markdown_has_one_line_per_row_with_the_failure_reason() -> None:
     assert "| a.onnx | onnxruntime | ok | 1.000 (1.000–1.000)" in text
     assert "failed: worker crashed: killed by SIGSEGV" in text
     assert "accuracy 0.5000 (-0.1000)" in text
+
+
+@pytest.mark.parametrize(
+    ("task", "expected"),
+    [
+        ("auto", {"accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc"}),
+        ("classification", {"accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc"}),
+        ("regression", {"mae", "rmse"}),
+        ("none", None),
+    ],
+)
+def test_the_task_chooses_the_metrics(task: str, expected: set[str] | None) -> None:
+    from dlopt.harness.compare import compare_row
+
+    labels = np.array([0, 1, 1, 0])  # one score per sample: binary logits, or a regression
+    scores = np.array([[-2.0], [1.5], [0.5], [-0.5]], dtype=np.float32)
+    outputs = {"output:output": scores, "labels": labels}
+    row = BenchRow("m.onnx", "onnxruntime", "ok")
+
+    compare_row(row, outputs, outputs, "m.onnx on onnxruntime", task)
+
+    assert (set(row.metrics) if row.metrics else None) == expected
+
+
+def test_classification_needs_class_indices() -> None:
+    with pytest.raises(ValueError, match="not class indices"):
+        task_metrics(np.ones((3, 2)), np.array([0.5, 1.0, 0.0]), "classification")
+    assert task_metrics(np.eye(2)[[0, 1]], np.array([0.0, 1.0]), "classification")["accuracy"] == 1
+
+
+def test_bench_settings_check_the_task_and_max_iterations() -> None:
+    with pytest.raises(ConfigError, match="unknown task"):
+        BenchSettings(task="ranking")
+    with pytest.raises(ConfigError, match="max_iterations"):
+        BenchSettings(max_iterations=0)
