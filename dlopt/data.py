@@ -126,8 +126,7 @@ class DataSource:
                 raise
             except (OSError, ValueError, zipfile.BadZipFile) as error:
                 raise DataError(
-                    f"cannot read data source {self.description}: {type(error).__name__}: "
-                    f"{error}",
+                    f"cannot read data source {self.description}: {type(error).__name__}: {error}",
                     "check that the file is complete and was written by numpy",
                 ) from error
             yield validate_batch(chunk, self.specs, f"{self.description} (batch {index})")

@@ -259,9 +259,8 @@ def static_default_inputs(path: Path) -> list[TensorSpec] | None:
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
         return None
     for node in tree.body:
-        if (
-            isinstance(node, ast.Assign)
-            and any(isinstance(t, ast.Name) and t.id == "DLOPT_INPUTS" for t in node.targets)
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "DLOPT_INPUTS" for t in node.targets
         ):
             try:
                 value = ast.literal_eval(node.value)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 def parity_table(result: ExportResult) -> Table:
     """Per shape and output: max abs error, relative L2 error, cosine, verdict."""
-    table = Table(title=f"{result.format} parity ({result.path})")
+    table = Table(title=escape(f"{result.format} parity ({result.path})"))
     for column in ("shapes", "output", "max abs err", "rel L2 err", "cosine", "ok"):
         table.add_column(
             column, justify="right" if "err" in column or column == "cosine" else "left"

@@ -150,12 +150,12 @@ def bench(
     Console().print(bench_table(report))
     if json_path is not None:
         write_json(report, json_path)
-        console.print(f"wrote {json_path}")
+        console.print(f"wrote {json_path}", markup=False)
     if md_path is not None:
         from dlopt.artifacts import atomic_write_text
 
         atomic_write_text(md_path, render_markdown(report))
-        console.print(f"wrote {md_path}")
+        console.print(f"wrote {md_path}", markup=False)
 
 
 def bench_table(report: BenchReport) -> object:

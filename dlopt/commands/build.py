@@ -130,6 +130,7 @@ def build(
     cache and the builder log; the manifest records the TensorRT version and the GPU.
     """
     from rich.console import Console
+    from rich.markup import escape
 
     from dlopt.commands.export import default_output_dir
     from dlopt.optimize.build import BuildOptions, build_engine
@@ -168,8 +169,8 @@ def build(
     for key, value in result.details.items():
         if key in ("parity", "checks", "quantization") or value in (None, {}, []):
             continue
-        out.print(f"{key}: {value}")
+        out.print(f"{key}: {value}", markup=False)
     out.print(
-        f"[green]wrote[/green] {result.path} ({result.backend}, {result.precision}; "
+        f"[green]wrote[/green] {escape(str(result.path))} ({result.backend}, {result.precision}; "
         f"manifest {result.manifest_path.name})"
     )

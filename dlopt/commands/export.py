@@ -116,12 +116,17 @@ def export(
             allow_pickle=trust_pickle,
             progress=lambda message: status.update(message),
         )
+    from rich.markup import escape
+
     from dlopt.commands._tables import parity_table
 
     out = Console()
     for result in results:
         out.print(parity_table(result))
-        out.print(f"[green]wrote[/green] {result.path}  (manifest {result.manifest_path.name})")
+        out.print(
+            f"[green]wrote[/green] {escape(str(result.path))}  "
+            f"(manifest {escape(result.manifest_path.name)})"
+        )
 
 
 def default_output_dir(source: str) -> Path:

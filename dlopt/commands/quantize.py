@@ -122,6 +122,7 @@ def quantize(
     when the result is not faster.
     """
     from rich.console import Console
+    from rich.markup import escape
 
     from dlopt.optimize.quantize import QuantizeOptions, quantize_model
     from dlopt.path_safety import check_outputs
@@ -149,7 +150,9 @@ def quantize(
             model, folder, options, status.update, weights, tuple(input_specs or ())
         )
     out = Console()
-    out.print(f"[green]wrote[/green] {result.path}  (manifest {result.manifest_path.name})")
+    out.print(
+        f"[green]wrote[/green] {escape(str(result.path))}  (manifest {result.manifest_path.name})"
+    )
     drift = result.details.get("drift", {})
     summary = ", ".join(
         f"{key} {drift[key]:.4g}"
@@ -171,6 +174,7 @@ def _speed_check(
     input_specs: list[str] | None,
 ) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
     from dlopt.harness.bench import BenchSettings, run_bench
 
@@ -204,7 +208,7 @@ def _speed_check(
     row = report.row(str(quantized), backend)
     ratio = row.latency_ratio_to_reference
     if row.status != "ok" or not ratio:
-        out.print(f"[red]speed check failed[/red]: {row.reason}")
+        out.print(f"[red]speed check failed[/red]: {escape(str(row.reason))}")
         return
     low, high = ratio["ci95"]
     speedup, slow, fast = 1 / ratio["median_ratio"], 1 / high, 1 / low

@@ -92,4 +92,3 @@ def _headline_metric(row: BenchRow) -> str:
                 f" ({change:+.4f})" if change is not None else ""
             )
     return ""
-
