@@ -337,6 +337,20 @@ CASES = [
         "labels contain NaN or Inf",
     ),
     Case(
+        "NaN labels to fine-tune on",
+        lambda t: [
+            "prune",
+            CNN_SOURCE,
+            "-w",
+            str(CNN / "weights.pt"),
+            "--finetune",
+            _npz(t, image=np.ones((4, 1, 32, 32), np.float32), labels=np.full(4, np.nan)),
+            "-o",
+            str(t / "o"),
+        ],
+        "labels contain NaN or Inf",
+    ),
+    Case(
         "object (pickled) labels",
         lambda t: [
             "bench",

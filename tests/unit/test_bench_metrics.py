@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import jsonschema
 import numpy as np
@@ -115,6 +116,29 @@ def test_markdown_has_one_line_per_row_with_the_failure_reason() -> None:
     assert "| a.onnx | onnxruntime | ok | 1.000 (1.000–1.000)" in text
     assert "failed: worker crashed: killed by SIGSEGV" in text
     assert "accuracy 0.5000 (-0.1000)" in text
+
+
+def test_bench_markdown_and_json_survive_control_characters(tmp_path: Path) -> None:
+    import json
+
+    from dlopt.harness.bench_report import write_json
+
+    report = _report()
+    hostile = "\x1b[31mboom\x1b[0m \x00\x07 ]]> <script>x</script> | a|b"
+    report.rows[1].reason = hostile
+    report.rows[1].model = "m|\x1b.onnx"
+    report.rows[0].warnings.append(hostile)
+
+    text = render_markdown(report)
+    write_json(report, tmp_path / "bench.json")
+
+    assert not [char for char in text if ord(char) < 32 and char != "\n"]
+    assert "<script>" not in text and "boom" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert {line.replace("\\|", "").count("|") for line in rows} == {14}  # 13 columns each
+    loaded = json.loads((tmp_path / "bench.json").read_text())
+    assert loaded["rows"][1]["reason"] == hostile  # kept, escaped by JSON
+    assert "\x1b" not in (tmp_path / "bench.json").read_text()
 
 
 @pytest.mark.parametrize(
