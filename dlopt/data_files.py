@@ -10,6 +10,7 @@ then read at most CHUNK_BYTES (or one sample) at a time.
 
 from __future__ import annotations
 
+import math
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -61,7 +62,7 @@ def _row_chunks(arrays: Mapping[str, Any], where: str) -> Iterator[dict[str, Any
 
 
 def _row_bytes(shape: Sequence[int], dtype: np.dtype[Any]) -> int:
-    return int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+    return math.prod(shape[1:]) * dtype.itemsize
 
 
 def check_declared_arrays(
@@ -145,7 +146,7 @@ class _NpyMember:
                     f"{where} is Fortran-ordered",
                     "save plain C-ordered numeric arrays (numpy.ascontiguousarray)",
                 )
-            declared = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            declared = math.prod(shape) * dtype.itemsize  # Python ints: a forged shape cannot wrap
             stored = archive.getinfo(member).file_size - self.stream.tell()
             if declared != stored:
                 raise DataError(
@@ -159,7 +160,7 @@ class _NpyMember:
         self.shape: tuple[int, ...] = tuple(shape)
         self.ndim = len(self.shape)
         self.dtype = dtype
-        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * dtype.itemsize
+        self.row_bytes = _row_bytes(self.shape, dtype)
         self.next_row = 0
 
     def __getitem__(self, rows: slice) -> np.ndarray:
