@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -26,6 +27,7 @@ from dlopt import __version__
 from dlopt.errors import ArtifactError
 
 MANIFEST_SUFFIX = ".dlopt.json"
+STAGING_PREFIX = ".dlopt-staging-"
 MANIFEST_SCHEMA_VERSION = 1
 # Write failures that the user fixes, not dlopt: errno -> what to do about it.
 WRITE_FAILURE_HINTS = {
@@ -180,7 +182,8 @@ def staging_dir(final_dir: Path) -> Iterator[Path]:
     `final_dir` (see `write_failure`).
     """
     ensure_writable_dir(final_dir)
-    temporary = Path(tempfile.mkdtemp(prefix=".dlopt-staging-", dir=final_dir))
+    remove_stale_staging(final_dir)
+    temporary = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=final_dir))
     try:
         yield temporary
     except Exception as error:
@@ -190,6 +193,31 @@ def staging_dir(final_dir: Path) -> Iterator[Path]:
         raise
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
+
+
+def remove_stale_staging(folder: Path) -> list[Path]:
+    """Remove the staging folders a killed run left in `folder`; returns what was removed.
+
+    A staging folder is named after the process that made it (`.dlopt-staging-PID-xxxx`). It is
+    stale when that process is gone, or when the PID now belongs to a process that started
+    after the folder was last written (the PID was reused). Folders named without a PID (older
+    dlopt) are stale too. A live run's folder is never touched.
+    """
+    import psutil
+
+    removed = []
+    for path in folder.glob(f"{STAGING_PREFIX}*"):
+        match = re.match(rf"{re.escape(STAGING_PREFIX)}(\d+)-", path.name)
+        if match and path.is_dir():
+            try:
+                started = psutil.Process(int(match.group(1))).create_time()
+                if started <= path.stat().st_mtime + 1.0:  # create_time is coarse
+                    continue  # its maker may still be running
+            except (psutil.Error, OSError):
+                pass  # no such process: stale
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
 
 
 def move_into_place(files: Sequence[Path], output_dir: Path) -> None:

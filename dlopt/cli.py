@@ -1,9 +1,19 @@
 """The `dlopt` command line. Each command lives in `dlopt/commands/`; heavy imports stay inside
-the command functions so that `dlopt --help` answers at once."""
+the command functions so that `dlopt --help` answers at once.
+
+The error contract is applied here, once, to every command (`report_errors`), and `main` turns
+Typer's usage errors (a missing argument, an unknown option) into the same one line and exit 2.
+"""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+from typing import Any
+
 import typer
+from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup
 
 from dlopt import __version__
 from dlopt.commands import backends as backends_command
@@ -14,12 +24,40 @@ from dlopt.commands import gate as gate_command
 from dlopt.commands import prune as prune_command
 from dlopt.commands import quantize as quantize_command
 from dlopt.commands import report as report_command
+from dlopt.commands._common import INTERRUPTED, report_errors
+from dlopt.errors import ExitCode
+
+
+def _escape_help(command: Any) -> None:
+    """Help texts are plain text: Rich markup (on in Typer's help) would eat bracketed words
+    such as `dlopt[tensorrt]`."""
+    for attribute in ("help", "epilog", "short_help"):
+        text = getattr(command, attribute, None)
+        if text:
+            setattr(command, attribute, escape(text))
+    for parameter in command.params:
+        if getattr(parameter, "help", None):
+            parameter.help = escape(parameter.help)
+
+
+class _PlainHelpCommand(TyperCommand):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _escape_help(self)
+
+
+class _PlainHelpGroup(TyperGroup):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _escape_help(self)
+
 
 app = typer.Typer(
     name="dlopt",
+    cls=_PlainHelpGroup,
     help="Export, quantize, prune, build and benchmark trained models, and gate releases on "
     "accuracy and speed.\n\nExit codes: 0 ok, 1 gate failed, 2 usage/input error, "
-    "3 inconclusive (rerun), 4 internal error.",
+    "3 inconclusive (rerun), 4 internal error, 130 interrupted (Ctrl-C).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -42,16 +80,38 @@ def _root(
     """dlopt: deployment optimization for trained models."""
 
 
-app.command("export", epilog=export_command.EXAMPLES)(export_command.export)
-app.command("quantize", epilog=quantize_command.EXAMPLES)(quantize_command.quantize)
-app.command("bench", epilog=bench_command.EXAMPLES)(bench_command.bench)
-app.command("backends", epilog=backends_command.EXAMPLES)(backends_command.backends)
-app.command("gate", epilog=gate_command.EXAMPLES)(gate_command.gate)
-app.command("prune", epilog=prune_command.EXAMPLES)(prune_command.prune)
-app.command("report", epilog=report_command.EXAMPLES)(report_command.report)
-app.command("build", epilog=build_command.EXAMPLES)(build_command.build)
+def _register(name: str, command: Callable[..., Any], examples: str) -> None:
+    app.command(name, epilog=examples, cls=_PlainHelpCommand)(report_errors(command))
+
+
+_register("export", export_command.export, export_command.EXAMPLES)
+_register("quantize", quantize_command.quantize, quantize_command.EXAMPLES)
+_register("bench", bench_command.bench, bench_command.EXAMPLES)
+_register("backends", backends_command.backends, backends_command.EXAMPLES)
+_register("gate", gate_command.gate, gate_command.EXAMPLES)
+_register("prune", prune_command.prune, prune_command.EXAMPLES)
+_register("report", report_command.report, report_command.EXAMPLES)
+_register("build", build_command.build, build_command.EXAMPLES)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: exit codes as in the README."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.TyperException as error:  # Typer's usage errors (Click's, vendored)
+        code = getattr(error, "exit_code", ExitCode.USAGE_ERROR)
+        if type(error).__name__ != "NoArgsIsHelpError":  # the help is already printed
+            print(f"error: {_usage_line(error)}", file=sys.stderr)
+            code = ExitCode.USAGE_ERROR
+    except typer.Abort:
+        print("interrupted", file=sys.stderr)
+        code = INTERRUPTED
+    sys.exit(int(code or 0))
+
+
+def _usage_line(error: typer.TyperException) -> str:
+    """`Missing argument 'MODELS...'. See: dlopt bench --help.` on one line."""
+    message = " ".join(error.format_message().split()).rstrip(".")
+    context = getattr(error, "ctx", None)
+    where = f"{context.command_path} --help" if context is not None else "dlopt --help"
+    return f"{message}. See: {where}."

@@ -4,6 +4,9 @@ Sources (`open_data(source, specs)`):
 - `path.npz`: arrays named like the model inputs, plus optional `labels`; read row by row from
   the archive, so memory is bounded by the batch even for a large file;
 - a folder of `NAME.npy` files (and optional `labels.npy`), memory-mapped;
+  for both, every array's header (shape, dtype) is checked against the specs before any data
+  is read, so a small file that declares a huge array (a zip bomb) costs nothing; object
+  arrays (pickles) are refused;
 - `file.py:function` or `package.module:function`: a callable returning an iterable of batches
   (dicts of arrays, optionally with `labels`); called with `batch_size=` when it accepts it;
 - `sample:NAME[:SPLIT]`: a sample model's dataset (`models/NAME/data.py`, split `evaluation`
@@ -12,25 +15,34 @@ Sources (`open_data(source, specs)`):
 
 Axis 0 of every input is the batch axis. Source batches of any size are re-batched to
 `batch_size`; every batch is checked against the specs (names, rank, static dims, dtype,
-NaN/Inf, labels) and a problem is a `DataError` naming the source, the input and the fix.
+NaN/Inf in inputs and labels, object arrays) and a problem is a `DataError` naming the source,
+the input and the fix.
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
+import itertools
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
+from dlopt.data_files import (
+    LABELS,
+    RawChunks,
+    check_dtype,
+    check_shape,
+    npy_folder,
+    npz_file,
+)
 from dlopt.errors import DataError, SourceError
 from dlopt.specs import TensorSpec, random_feed
 
-LABELS = "labels"
 SYNTHETIC = "synthetic"
 SYNTHETIC_BATCHES = 8  # distinct random batches a synthetic source yields (without a limit)
 SAMPLE_SPLITS = ("evaluation", "calibration", "training")
@@ -39,8 +51,6 @@ DATA_HELP = (
     "sample:NAME[:SPLIT] or synthetic"
 )
 _MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-
-RawChunks = Callable[[], Iterator[Mapping[str, Any]]]
 
 
 @dataclass
@@ -105,17 +115,21 @@ class DataSource:
         return any(spec.dims and not spec.dims[0].is_dynamic for spec in self.specs)
 
     def _validated_chunks(self) -> Iterator[Batch]:
-        try:
-            chunks = self._chunks()
-            for index, chunk in enumerate(chunks):
-                yield validate_batch(chunk, self.specs, f"{self.description} (batch {index})")
-        except DataError:
-            raise
-        except (OSError, ValueError, zipfile.BadZipFile) as error:
-            raise DataError(
-                f"cannot read data source {self.description}: {type(error).__name__}: {error}",
-                "check that the file is complete and was written by numpy",
-            ) from error
+        chunks = self._chunks()
+        for index in itertools.count():
+            # Only the reading is wrapped: a bug in the checks below stays a bug (exit 4).
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                return
+            except DataError:
+                raise
+            except (OSError, ValueError, zipfile.BadZipFile) as error:
+                raise DataError(
+                    f"cannot read data source {self.description}: {type(error).__name__}: {error}",
+                    "check that the file is complete and was written by numpy",
+                ) from error
+            yield validate_batch(chunk, self.specs, f"{self.description} (batch {index})")
 
     def count_samples(self) -> int:
         """Samples one pass yields (after the limit), found by streaming the source."""
@@ -174,11 +188,12 @@ def open_data(
         return _synthetic(specs, batch_size, limit, seed)
     path = Path(source)
     if path.is_dir():
-        return DataSource(f"{source} (npy folder)", _npy_folder(path), specs, batch_size, limit)
+        chunks = npy_folder(path, specs)
+        return DataSource(f"{source} (npy folder)", chunks, specs, batch_size, limit)
     if path.is_file():
         if path.suffix != ".npz":
             raise DataError(f"data file {source} is not a .npz file", DATA_HELP)
-        return DataSource(f"{source}", _npz(path), specs, batch_size, limit)
+        return DataSource(f"{source}", npz_file(path, specs), specs, batch_size, limit)
     if source.startswith("sample:"):
         return DataSource(source, _sample(source), specs, batch_size, limit)
     if ":" in source:
@@ -207,83 +222,6 @@ def _synthetic(
             yield random_feed(specs, axis_sizes, seed=seed + index)
 
     return DataSource(f"synthetic (seed {seed})", chunks, specs, batch_size, limit)
-
-
-def _npy_folder(folder: Path) -> RawChunks:
-    files = sorted(folder.glob("*.npy"))
-    if not files:
-        raise DataError(f"data folder {folder} has no .npy files", "save one NAME.npy per input")
-
-    def chunks() -> Iterator[Mapping[str, Any]]:
-        arrays = {file.stem: np.load(file, mmap_mode="r", allow_pickle=False) for file in files}
-        yield from _row_chunks(arrays, str(folder))
-
-    return chunks
-
-
-def _row_chunks(arrays: Mapping[str, Any], where: str, rows: int = 256) -> Iterator[dict[str, Any]]:
-    """Slices of `rows` samples from arrays (memory-mapped or lazily read) of equal length."""
-    lengths = {name: (array.shape[0] if array.ndim else None) for name, array in arrays.items()}
-    if any(length is None for length in lengths.values()) or len(set(lengths.values())) > 1:
-        raise DataError(
-            f"arrays in {where} differ in length (axis 0): {lengths}",
-            "every input and labels need one row per sample",
-        )
-    total = next(iter(lengths.values()), 0) or 0
-    for start in range(0, total, rows):
-        yield {name: np.asarray(array[start : start + rows]) for name, array in arrays.items()}
-
-
-def _npz(path: Path) -> RawChunks:
-    def chunks() -> Iterator[Mapping[str, Any]]:
-        with zipfile.ZipFile(path) as archive:
-            members = [name for name in archive.namelist() if name.endswith(".npy")]
-            if not members:
-                raise DataError(f"{path} holds no arrays", "save it with numpy.savez")
-            arrays = {name[: -len(".npy")]: _NpyMember(archive, name, path) for name in members}
-            try:
-                yield from _row_chunks(arrays, str(path))
-            finally:
-                for array in arrays.values():
-                    array.close()
-
-    return chunks
-
-
-class _NpyMember:
-    """An array inside a .npz read forward in row slices, never loaded whole."""
-
-    def __init__(self, archive: zipfile.ZipFile, member: str, path: Path) -> None:
-        self.stream: IO[bytes] = archive.open(member)
-        version = np.lib.format.read_magic(self.stream)
-        read_header = (
-            np.lib.format.read_array_header_1_0
-            if version == (1, 0)
-            else np.lib.format.read_array_header_2_0
-        )
-        shape, fortran, dtype = read_header(self.stream)
-        if dtype.hasobject or fortran:
-            raise DataError(
-                f"array {member[:-4]!r} in {path} is "
-                f"{'an object array' if dtype.hasobject else 'Fortran-ordered'}",
-                "save plain C-ordered numeric arrays (numpy.ascontiguousarray)",
-            )
-        self.shape: tuple[int, ...] = tuple(shape)
-        self.ndim = len(self.shape)
-        self.dtype = dtype
-        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * dtype.itemsize
-        self.next_row = 0
-
-    def __getitem__(self, rows: slice) -> np.ndarray:
-        if rows.start != self.next_row:
-            raise ValueError("rows must be read in order")
-        stop = min(rows.stop, self.shape[0])
-        data = self.stream.read((stop - rows.start) * self.row_bytes)
-        self.next_row = stop
-        return np.frombuffer(data, dtype=self.dtype).reshape((stop - rows.start, *self.shape[1:]))
-
-    def close(self) -> None:
-        self.stream.close()
 
 
 def _sample(source: str) -> RawChunks:
@@ -387,40 +325,37 @@ def validate_batch(chunk: Mapping[str, Any], specs: Sequence[TensorSpec], where:
         )
     labels = chunk.get(LABELS)
     if labels is not None:
-        labels = np.asarray(labels)
-        batch = next(iter(sizes.values()))
-        if labels.ndim == 0 or labels.shape[0] != batch:
-            raise DataError(
-                f"{where}: {LABELS} has {labels.shape[0] if labels.ndim else 'no'} rows but the "
-                f"batch has {batch}",
-                "give one label per sample",
-            )
+        labels = _checked_labels(np.asarray(labels), next(iter(sizes.values())), where)
     return Batch(inputs, labels)
+
+
+def _checked_labels(labels: np.ndarray, batch: int, where: str) -> np.ndarray:
+    if labels.ndim == 0 or labels.shape[0] != batch:
+        raise DataError(
+            f"{where}: {LABELS} has {labels.shape[0] if labels.ndim else 'no'} rows but the "
+            f"batch has {batch}",
+            "give one label per sample",
+        )
+    if labels.dtype.kind not in "biuf":
+        raise DataError(
+            f"{where}: {LABELS} are {labels.dtype}, not numbers",
+            "give class indices (integers) or numeric targets",
+        )
+    if labels.dtype.kind == "f" and not np.isfinite(labels).all():
+        raise DataError(
+            f"{where}: {LABELS} contain NaN or Inf",
+            "clean the labels or drop those samples: metrics and fine-tuning need finite labels",
+        )
+    return labels
 
 
 def _check_input(value: Any, spec: TensorSpec, where: str) -> np.ndarray:
     array = np.asarray(value)
     what = f"{where}: input {spec.name!r}"
-    if array.ndim != len(spec.dims):
-        raise DataError(
-            f"{what} has rank {array.ndim} (shape {array.shape}) but the model wants rank "
-            f"{len(spec.dims)} ({spec})",
-            "reshape the data; axis 0 is the batch",
-        )
-    for axis, (size, dim) in enumerate(zip(array.shape, spec.dims, strict=True)):
-        if axis > 0 and not dim.is_dynamic and size != dim.size:
-            raise DataError(
-                f"{what} has size {size} on axis {axis} but the model wants {dim.size} "
-                f"(shape {array.shape}, spec {spec})",
-                "resize the data to the model's static dimensions",
-            )
+    check_dtype(array.dtype, spec, what)
+    check_shape(array.shape, spec, what)
     target = np.dtype(spec.dtype)
     if array.dtype != target:
-        if not np.can_cast(array.dtype, target, casting="same_kind"):
-            raise DataError(
-                f"{what} is {array.dtype} but the model wants {spec.dtype}",
-                f"convert it (e.g. array.astype('{spec.dtype}')) if that is what you mean",
-            )
         converted = array.astype(target)
         if target.kind in "iu" and not np.array_equal(converted, array):
             raise DataError(f"{what} has values that do not fit {spec.dtype}")

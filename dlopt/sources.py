@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dlopt.errors import SourceError, WeightsError
+from dlopt.errors import InputSpecError, SourceError, WeightsError
 from dlopt.specs import TensorSpec, parse_input_specs
 
 if TYPE_CHECKING:
@@ -226,9 +226,48 @@ def _load_factory(ref: SourceRef) -> tuple[torch.nn.Module, list[TensorSpec]]:
             f"{ref.text}() returned a {type(module).__name__}, not a torch.nn.Module",
             "make the factory return the model",
         )
-    default_texts = getattr(python_module, "DLOPT_INPUTS", None)
+    default_texts = checked_default_inputs(
+        getattr(python_module, "DLOPT_INPUTS", None), str(ref.path or ref.module)
+    )
     default_inputs = parse_input_specs(default_texts) if default_texts else []
     return module, default_inputs
+
+
+def checked_default_inputs(value: Any, where: str) -> list[str]:
+    """A model file's DLOPT_INPUTS, checked: a list (or tuple) of input spec strings."""
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+        raise InputSpecError(
+            f"DLOPT_INPUTS in {where} is {value!r}, not a list of input specs",
+            'write it as a list of strings, e.g. DLOPT_INPUTS = ["image:batch=1x3x224x224"]',
+        )
+    return list(value)
+
+
+def static_default_inputs(path: Path) -> list[TensorSpec] | None:
+    """The specs of a model file's `DLOPT_INPUTS = [...]`, read without running the file.
+
+    For the checks that come before any worker imports the model (the bench's data check);
+    None when the file has no such literal assignment or does not parse (the import, later,
+    reports that). Raises InputSpecError when the literal is not a list of valid specs.
+    """
+    import ast
+
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "DLOPT_INPUTS" for t in node.targets
+        ):
+            try:
+                value = ast.literal_eval(node.value)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                return None  # not a literal: only running the file tells
+            return parse_input_specs(checked_default_inputs(value, str(path))) or None
+    return None
 
 
 def _import_python_module(ref: SourceRef) -> Any:

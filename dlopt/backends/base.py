@@ -115,7 +115,11 @@ def describe_artifact(text: str) -> ArtifactInfo:
 
     ref = parse_source(text)
     if ref.kind == "factory" or ref.path is None:
-        return ArtifactInfo(text, "factory", ref.path)
+        from dlopt.sources import static_default_inputs
+
+        # The model file's literal DLOPT_INPUTS, read without importing it (no torch here).
+        inputs = static_default_inputs(ref.path) if ref.path is not None else None
+        return ArtifactInfo(text, "factory", ref.path, inputs=inputs)
     manifest = read_manifest(ref.path)
     if manifest is None:
         if ref.kind == "onnx":

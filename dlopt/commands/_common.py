@@ -6,6 +6,7 @@ import functools
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -15,6 +16,7 @@ import typer
 from dlopt.errors import DloptError, ExitCode
 
 F = TypeVar("F", bound=Callable[..., Any])
+INTERRUPTED = 130  # Ctrl-C, as shells report a process ended by SIGINT
 
 SourceArg = Annotated[
     str,
@@ -58,32 +60,51 @@ def debug_enabled() -> bool:
 
 
 def report_errors(command: F) -> F:
-    """Turn DloptErrors into one line on stderr and exit 2; other exceptions exit 4.
+    """The error contract, applied once to every command (see `dlopt.cli`).
 
-    Typer's own usage errors keep Typer's handling (also exit 2).
+    A DloptError is one line on stderr and its exit code (2 for the user's mistakes); Ctrl-C
+    is exit 130; any other exception is a bug: its traceback and exit 4. Python warnings
+    (numpy's, torch's) raised meanwhile are held back, so that a user error stays one line:
+    they are printed after the command's own output, or dropped when a user error ends it
+    (DLOPT_DEBUG=1 shows them).
     """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except (typer.Exit, typer.Abort, typer.BadParameter):
-            raise
-        except DloptError as error:
-            if debug_enabled():
+        with warnings.catch_warnings(record=True) as caught:
+            try:
+                result = command(*args, **kwargs)
+            except (typer.Exit, typer.Abort, typer.BadParameter):
+                _show_warnings(caught)
+                raise
+            except DloptError as error:
+                if debug_enabled():
+                    _show_warnings(caught)
+                    traceback.print_exc()
+                suffix = "" if debug_enabled() else " (set DLOPT_DEBUG=1 for the traceback)"
+                print(f"error: {error.one_line()}{suffix}", file=sys.stderr)
+                raise typer.Exit(int(error.exit_code)) from None
+            except KeyboardInterrupt:
+                print("interrupted", file=sys.stderr)
+                raise typer.Exit(INTERRUPTED) from None
+            except Exception:
+                _show_warnings(caught)
                 traceback.print_exc()
-            suffix = "" if debug_enabled() else " (set DLOPT_DEBUG=1 for the traceback)"
-            print(f"error: {error.one_line()}{suffix}", file=sys.stderr)
-            raise typer.Exit(int(error.exit_code)) from None
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            raise typer.Exit(130) from None
-        except Exception:
-            traceback.print_exc()
-            print(
-                "internal error: this is a bug in dlopt; please report it with the traceback above",
-                file=sys.stderr,
-            )
-            raise typer.Exit(int(ExitCode.INTERNAL_ERROR)) from None
+                print(
+                    "internal error: this is a bug in dlopt; please report it with the "
+                    "traceback above",
+                    file=sys.stderr,
+                )
+                raise typer.Exit(int(ExitCode.INTERNAL_ERROR)) from None
+        _show_warnings(caught)
+        return result
 
     return wrapper  # type: ignore[return-value]
+
+
+def _show_warnings(caught: list[warnings.WarningMessage]) -> None:
+    for item in caught:
+        text = warnings.formatwarning(
+            item.message, item.category, item.filename, item.lineno, item.line
+        )
+        sys.stderr.write(text)

@@ -9,13 +9,16 @@ from rich.console import Group
 from rich.markup import escape
 from rich.table import Table
 
+from dlopt.plain_text import plain_text
+from dlopt.report.format import fmt_bounds
+
 if TYPE_CHECKING:
     from dlopt.optimize.export import ExportResult
 
 
 def parity_table(result: ExportResult) -> Table:
     """Per shape and output: max abs error, relative L2 error, cosine, verdict."""
-    table = Table(title=f"{result.format} parity ({result.path})")
+    table = Table(title=escape(f"{result.format} parity ({result.path})"))
     for column in ("shapes", "output", "max abs err", "rel L2 err", "cosine", "ok"):
         table.add_column(
             column, justify="right" if "err" in column or column == "cosine" else "left"
@@ -35,8 +38,9 @@ def parity_table(result: ExportResult) -> Table:
 
 
 def verdict_table(report: dict[str, Any]) -> Group:
-    """The gate's verdicts, one row per (variant, backend, gate); the reasons of the gates
-    that did not pass follow the table, so that it fits an 80-column CI log."""
+    """The gate's verdicts: under a line per (variant, backend), one row per gate; the reasons
+    of the gates that did not pass follow the table. Fits an 80-column CI log: only the
+    variant lines fold, never a number or an interval."""
     colours = {"pass": "green", "fail": "red", "inconclusive": "yellow", "skipped": "dim"}
     verdict = report["verdict"]
     table = Table(
@@ -44,29 +48,39 @@ def verdict_table(report: dict[str, Any]) -> Group:
         f"(exit {report['exit_code']})",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
-        padding=(0, 0),
+        padding=(0, 1, 0, 0),
     )
-    for column in ("variant", "backend", "gate", "measured", "limit", "95% CI", "verdict"):
-        table.add_column(column, overflow="fold", no_wrap=column in ("gate", "backend", "verdict"))
+    for column in ("gate", "measured", "limit", "95% CI", "verdict"):
+        table.add_column(column, overflow="fold", no_wrap=column != "gate")
     notes: list[str] = []
+    current: tuple[str, str] | None = None
     for gate in report["gates"]:
+        pair = (_text(gate["variant"]), _text(gate["backend"]))
+        if pair != current:  # a recipe's gates have no backend ("-")
+            where = f" on {pair[1]}" if pair[1] != "-" else ""
+            table.add_row(f"[bold]{pair[0]}[/]{where}", "", "", "", "")
+            current = pair
         interval = gate.get("interval")
         colour = colours.get(gate["verdict"], "red")
         table.add_row(
-            escape(str(gate["variant"])),
-            gate["backend"],
-            gate["gate"],
+            "  " + _text(gate["gate"]),
             _number(gate.get("measured")),
             _number(gate.get("threshold")),
-            f"{interval['low']:.3g}–{interval['high']:.3g}" if interval else "",
-            f"[{colour}]{gate['verdict']}[/]",
+            fmt_bounds(interval["low"], interval["high"]) if interval else "",
+            f"[{colour}]{_text(gate['verdict'])}[/]",
         )
         if gate["verdict"] != "pass" and gate.get("reason"):
             notes.append(
-                f"[{colour}]{gate['verdict']}[/] {escape(str(gate['variant']))} on "
-                f"{gate['backend']}, {gate['gate']}: {escape(gate['reason'])}"
+                f"[{colour}]{_text(gate['verdict'])}[/] {pair[0]}"
+                f"{f' on {pair[1]}' if pair[1] != '-' else ''}, "
+                f"{_text(gate['gate'])}: {_text(gate['reason'])}"
             )
     return Group(table, *notes)
+
+
+def _text(value: Any) -> str:
+    """A report string for the console: no control characters, no Rich markup."""
+    return escape(plain_text(value))
 
 
 def _number(value: Any) -> str:

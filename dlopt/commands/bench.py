@@ -7,8 +7,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dlopt.commands._common import report_errors
-
 if TYPE_CHECKING:
     from dlopt.harness.bench import BenchReport
 
@@ -29,7 +27,6 @@ in the reports; it does not by itself make the command fail (exit 0). Bad input 
 """
 
 
-@report_errors
 def bench(
     models: Annotated[
         list[str],
@@ -118,9 +115,12 @@ def bench(
     from dlopt.errors import ConfigError
     from dlopt.harness.bench import BenchSettings, run_bench
     from dlopt.harness.bench_report import render_markdown, write_json
+    from dlopt.path_safety import check_outputs
 
     if iterations is not None and min_time is not None:
         raise ConfigError("both --iterations and --min-time given", "give one of them")
+    # Before any measuring: a report that cannot be written would throw the run away.
+    check_outputs([*models, reference, data, weights], [output_dir], [json_path, md_path])
     settings = BenchSettings(
         backends=tuple(backend or ["onnxruntime"]),
         data=data,
@@ -150,12 +150,12 @@ def bench(
     Console().print(bench_table(report))
     if json_path is not None:
         write_json(report, json_path)
-        console.print(f"wrote {json_path}")
+        console.print(f"wrote {json_path}", markup=False)
     if md_path is not None:
         from dlopt.artifacts import atomic_write_text
 
         atomic_write_text(md_path, render_markdown(report))
-        console.print(f"wrote {md_path}")
+        console.print(f"wrote {md_path}", markup=False)
 
 
 def bench_table(report: BenchReport) -> object:
@@ -164,9 +164,11 @@ def bench_table(report: BenchReport) -> object:
     Failed rows are red with their reason, skipped rows yellow; warnings follow as a caption.
     """
     from rich.console import Group
+    from rich.markup import escape
     from rich.table import Table
 
     from dlopt.harness.bench_report import row_cells
+    from dlopt.plain_text import plain_text
 
     speed = Table(title="dlopt bench: speed and memory")
     accuracy = Table(title="dlopt bench: accuracy and drift vs the reference")
@@ -188,11 +190,11 @@ def bench_table(report: BenchReport) -> object:
         accuracy.add_column(column, overflow="fold")
     for row in report.rows:
         style = {"failed": "red", "skipped": "yellow"}.get(row.status)
-        cells = row_cells(row)
+        cells = [escape(text) for text in row_cells(row)]  # a model named [red] stays as it is
         speed.add_row(*cells[:9], style=style)
         accuracy.add_row(*cells[:2], *cells[9:], style=style)
     captions = [
-        f"{row.model} on {row.backend}: {warning}"
+        escape(plain_text(f"{row.model} on {row.backend}: {warning}"))
         for row in report.rows
         for warning in row.warnings
     ]

@@ -13,7 +13,6 @@ from dlopt.commands._common import (
     SourceArg,
     TrustPickleOpt,
     WeightsOpt,
-    report_errors,
 )
 
 EXAMPLES = """\
@@ -56,7 +55,6 @@ class HintChoice(str, Enum):
     f16 = "f16"
 
 
-@report_errors
 def build(
     source: SourceArg,
     backend: Annotated[
@@ -132,9 +130,11 @@ def build(
     cache and the builder log; the manifest records the TensorRT version and the GPU.
     """
     from rich.console import Console
+    from rich.markup import escape
 
     from dlopt.commands.export import default_output_dir
     from dlopt.optimize.build import BuildOptions, build_engine
+    from dlopt.path_safety import check_outputs
 
     options = BuildOptions(
         backend=backend.value,
@@ -152,6 +152,8 @@ def build(
     if output_dir is None:
         base = default_output_dir(source)
         output_dir = base.with_name(f"{base.name}_{backend.value}_{precision.value}")
+    # The timing cache is read and updated on purpose; it is neither input nor output here.
+    check_outputs([source, calibration, weights], folders=[output_dir])
     console = Console(stderr=True)
     with console.status("building") as status:
         result = build_engine(
@@ -167,8 +169,8 @@ def build(
     for key, value in result.details.items():
         if key in ("parity", "checks", "quantization") or value in (None, {}, []):
             continue
-        out.print(f"{key}: {value}")
+        out.print(f"{key}: {value}", markup=False)
     out.print(
-        f"[green]wrote[/green] {result.path} ({result.backend}, {result.precision}; "
+        f"[green]wrote[/green] {escape(str(result.path))} ({result.backend}, {result.precision}; "
         f"manifest {result.manifest_path.name})"
     )

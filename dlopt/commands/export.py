@@ -13,7 +13,6 @@ from dlopt.commands._common import (
     SourceArg,
     TrustPickleOpt,
     WeightsOpt,
-    report_errors,
 )
 
 EXAMPLES = """\
@@ -44,7 +43,6 @@ class TorchScriptModeChoice(str, Enum):
     script = "script"
 
 
-@report_errors
 def export(
     source: SourceArg,
     input_specs: InputOpt = None,
@@ -88,6 +86,10 @@ def export(
 
     from dlopt.optimize.export import ExportOptions, export_model
     from dlopt.optimize.export.parity import DEFAULT_TOLERANCES, Tolerance
+    from dlopt.path_safety import check_outputs
+
+    output_dir = output_dir or default_output_dir(source)
+    check_outputs([source, weights], folders=[output_dir])
 
     tolerance = None
     if atol is not None or rtol is not None:
@@ -107,19 +109,24 @@ def export(
     with console.status("exporting") as status:
         results = export_model(
             source,
-            output_dir or default_output_dir(source),
+            output_dir,
             input_specs or [],
             weights,
             options,
             allow_pickle=trust_pickle,
             progress=lambda message: status.update(message),
         )
+    from rich.markup import escape
+
     from dlopt.commands._tables import parity_table
 
     out = Console()
     for result in results:
         out.print(parity_table(result))
-        out.print(f"[green]wrote[/green] {result.path}  (manifest {result.manifest_path.name})")
+        out.print(
+            f"[green]wrote[/green] {escape(str(result.path))}  "
+            f"(manifest {escape(result.manifest_path.name)})"
+        )
 
 
 def default_output_dir(source: str) -> Path:

@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 
-from dlopt.commands._common import report_errors
-
 EXAMPLES = """\
 Examples:
 
@@ -22,7 +20,6 @@ Examples:
 """
 
 
-@report_errors
 def gate(
     config: Annotated[
         Path | None,
@@ -62,16 +59,22 @@ def gate(
     if config is None:
         raise ConfigError("no config given", "run: dlopt gate path/to/dlopt.toml")
     from rich.console import Console
+    from rich.markup import escape
 
     from dlopt.commands._tables import verdict_table
     from dlopt.gate.pipeline import run_gate
+    from dlopt.gate.recipes import config_inputs
+    from dlopt.path_safety import check_outputs
 
     loaded = load_gate_config(config)
     folder = output_dir or Path("reports") / (config.resolve().parent.name or "run")
+    check_outputs([*config_inputs(loaded), baseline], folders=[folder])
     console = Console(stderr=True)
     with console.status("dlopt gate") as status:
         outcome = run_gate(loaded, folder, only or (), baseline, progress=status.update)
     Console().print(verdict_table(outcome.report))
     for name, path in outcome.report_paths.items():
-        console.print(f"wrote {path}" if name == "report.json" else f"      {path}")
+        console.print(f"wrote {path}" if name == "report.json" else f"      {path}", markup=False)
+    for warning in outcome.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     raise typer.Exit(int(outcome.exit_code))

@@ -13,7 +13,6 @@ from dlopt.commands._common import (
     SourceArg,
     TrustPickleOpt,
     WeightsOpt,
-    report_errors,
 )
 
 if TYPE_CHECKING:
@@ -58,7 +57,6 @@ class TaskChoice(str, Enum):
     regression = "regression"
 
 
-@report_errors
 def prune(
     source: SourceArg,
     input_specs: InputOpt = None,
@@ -149,10 +147,12 @@ def prune(
     outside (0, 1), an unknown --ignore layer, or a model the dependency graph cannot prune.
     """
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from dlopt.commands.export import default_output_dir
     from dlopt.optimize.prune import PruneOptions, prune_model
+    from dlopt.path_safety import check_outputs
 
     options = PruneOptions(
         method=method.value,
@@ -173,6 +173,7 @@ def prune(
     folder = output_dir or default_output_dir(source).with_name(
         default_output_dir(source).name + "_pruned"
     )
+    check_outputs([source, weights, finetune, eval_data], folders=[folder])
     console = Console(stderr=True)
     with Progress(
         TextColumn("{task.description}"),
@@ -208,16 +209,19 @@ def prune(
     if per_layer:
         out.print(layer_table(result))
     for note in result.notes:
-        out.print(f"[yellow]note:[/yellow] {note}")
+        out.print(f"[yellow]note:[/yellow] {escape(note)}")
     if result.skipped_layers:
         out.print(
             "[yellow]note:[/yellow] not 2:4-pruned (input channels not a multiple of 4): "
             + ", ".join(result.skipped_layers)
         )
     if result.kept_layers:
-        out.print(f"kept (output layers): {', '.join(result.kept_layers)}")
+        out.print(f"kept (output layers): {', '.join(result.kept_layers)}", markup=False)
     for artifact in result.artifacts:
-        out.print(f"[green]wrote[/green] {artifact.path}  (manifest {artifact.manifest_path.name})")
+        out.print(
+            f"[green]wrote[/green] {escape(str(artifact.path))}  "
+            f"(manifest {escape(artifact.manifest_path.name)})"
+        )
 
 
 def summary_table(result: PruneResult) -> Table:

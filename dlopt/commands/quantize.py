@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dlopt.commands._common import report_errors
-
 if TYPE_CHECKING:
     from dlopt.optimize.quantize import QuantizeOptions
 
@@ -32,7 +30,6 @@ Examples:
 """
 
 
-@report_errors
 def quantize(
     model: Annotated[
         str,
@@ -125,8 +122,10 @@ def quantize(
     when the result is not faster.
     """
     from rich.console import Console
+    from rich.markup import escape
 
     from dlopt.optimize.quantize import QuantizeOptions, quantize_model
+    from dlopt.path_safety import check_outputs
 
     options = QuantizeOptions(
         mode=mode,
@@ -144,13 +143,16 @@ def quantize(
     )
     name = Path(model.split(":")[0]).parent.name or "model"
     folder = output_dir or Path("out") / f"{name}_{options.precision()}"
+    check_outputs([model, calibration, evaluation, weights], folders=[folder])
     console = Console(stderr=True)
     with console.status("quantizing") as status:
         result = quantize_model(
             model, folder, options, status.update, weights, tuple(input_specs or ())
         )
     out = Console()
-    out.print(f"[green]wrote[/green] {result.path}  (manifest {result.manifest_path.name})")
+    out.print(
+        f"[green]wrote[/green] {escape(str(result.path))}  (manifest {result.manifest_path.name})"
+    )
     drift = result.details.get("drift", {})
     summary = ", ".join(
         f"{key} {drift[key]:.4g}"
@@ -172,6 +174,7 @@ def _speed_check(
     input_specs: list[str] | None,
 ) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
     from dlopt.harness.bench import BenchSettings, run_bench
 
@@ -205,7 +208,7 @@ def _speed_check(
     row = report.row(str(quantized), backend)
     ratio = row.latency_ratio_to_reference
     if row.status != "ok" or not ratio:
-        out.print(f"[red]speed check failed[/red]: {row.reason}")
+        out.print(f"[red]speed check failed[/red]: {escape(str(row.reason))}")
         return
     low, high = ratio["ci95"]
     speedup, slow, fast = 1 / ratio["median_ratio"], 1 / high, 1 / low

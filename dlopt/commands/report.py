@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 
-from dlopt.commands._common import report_errors
-
 EXAMPLES = """\
 Examples:
 
@@ -18,7 +16,6 @@ Examples:
 """
 
 
-@report_errors
 def report(
     report_json: Annotated[Path, typer.Argument(help="report.json written by `dlopt gate`.")],
     html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here.")] = None,
@@ -32,15 +29,17 @@ def report(
     With no option, all three are written next to the report.json.
     """
     from dlopt.artifacts import atomic_write_text
+    from dlopt.path_safety import check_outputs
     from dlopt.report.html import render_html
     from dlopt.report.junit import render_junit
     from dlopt.report.markdown import render_markdown
     from dlopt.report.write import read_report
 
-    data = read_report(report_json)
     if html is None and md is None and junit is None:
         folder = report_json.parent
         html, md, junit = folder / "report.html", folder / "summary.md", folder / "junit.xml"
+    check_outputs([report_json], files=[html, md, junit])
+    data = read_report(report_json)
     for path, render in ((html, render_html), (md, render_markdown), (junit, render_junit)):
         if path is not None:
             atomic_write_text(path, render(data))

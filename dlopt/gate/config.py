@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from dlopt.errors import ConfigError
+from dlopt.harness.metrics import TASKS  # auto (from the labels), ..., none: no task metrics
+from dlopt.path_safety import check_path_segment
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -25,7 +27,8 @@ else:  # pragma: no cover - Python 3.10
 
 CONFIG_SCHEMA_VERSION = 1
 RECIPE_KINDS = ("quantize", "prune", "build")
-TASKS = ("classification", "regression", "none")
+# The FP32 reference's name: its folder, rows and gates are the gate's own.
+REFERENCE_VARIANT = "fp32"
 VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
 
@@ -40,11 +43,16 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """[data]: evaluation and calibration data sources and the task."""
+    """[data]: evaluation and calibration data sources and the task.
+
+    `task` chooses the task metrics of the bench rows (and the loss of a prune recipe's
+    fine-tuning); `calibration_limit` is the calibration samples of every recipe that does
+    not set its own `calibration_size`.
+    """
 
     evaluation: str | None = None
     calibration: str | None = None
-    task: str = "classification"
+    task: str = "auto"
     evaluation_limit: int | None = None
     calibration_limit: int = 300
 
@@ -69,7 +77,8 @@ class VariantConfig:
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """[bench]: where and how long to measure."""
+    """[bench]: where and how long to measure: timed runs last `min_time_s`, and stop at
+    `max_iterations` rounds if that comes first."""
 
     backends: tuple[str, ...] = ("onnxruntime",)
     optional_backends: tuple[str, ...] = ()
@@ -214,11 +223,7 @@ def parse_gate_config(raw: Mapping[str, Any], path: Path) -> GateConfig:
     )
     variants = tuple(_variant(i, item) for i, item in enumerate(_list(raw, "variants")))
     names = [variant.name for variant in variants]
-    duplicated = sorted({name for name in names if names.count(name) > 1})
-    if duplicated:
-        raise ConfigError(
-            f"variant names {duplicated} are used twice", "give each variant a unique name"
-        )
+    _check_variant_names(names)
     bench_raw = dict(raw.get("bench", {}))
     bench = _build(BenchConfig, "bench", bench_raw)
     gate_raw = dict(raw.get("gate", {}))
@@ -237,6 +242,25 @@ def parse_gate_config(raw: Mapping[str, Any], path: Path) -> GateConfig:
     return GateConfig(path, model, data, variants, bench, thresholds, variant_thresholds)
 
 
+def _check_variant_names(names: list[str]) -> None:
+    """Each name becomes a folder (artifacts/NAME): unique even where case does not count
+    (macOS, Windows), and never the reference's."""
+    for name in names:
+        if name.casefold() == REFERENCE_VARIANT:
+            raise ConfigError(
+                f"variant name {name!r} is reserved for the FP32 reference",
+                "give the variant another name; the reference is always measured",
+            )
+    folded = [name.casefold() for name in names]
+    duplicated = sorted({name for name in names if folded.count(name.casefold()) > 1})
+    if duplicated:
+        raise ConfigError(
+            f"variant names {duplicated} are used twice (names that differ only in case are "
+            "one folder on macOS and Windows)",
+            "give each variant a unique name",
+        )
+
+
 def _variant(index: int, raw: Any) -> VariantConfig:
     where = f"variants[{index}]"
     if not isinstance(raw, Mapping):
@@ -248,6 +272,7 @@ def _variant(index: int, raw: Any) -> VariantConfig:
             f"{where}.name = {name!r} is not a valid name",
             "use letters, digits, _ . - (up to 64 characters), starting with a letter or digit",
         )
+    check_path_segment(name, f"{where}.name")
     kinds = [kind for kind in RECIPE_KINDS if kind in raw]
     if len(kinds) != 1:
         raise ConfigError(
@@ -298,10 +323,16 @@ def _check_types(cls: Any, where: str, values: Mapping[str, Any]) -> None:
             ok = isinstance(value, tuple) and all(isinstance(v, str) for v in value)
         elif annotation.startswith("str"):
             ok = isinstance(value, str) or (value is None and "None" in annotation)
-        elif annotation.startswith(("int", "float")):
+        elif annotation.startswith("int"):
+            if isinstance(value, float):  # TOML's 1.0 is a float: a count must be written 1
+                raise ConfigError(
+                    f"{where}.{item.name} = {value!r} is not an integer",
+                    f"write a whole number without a decimal point, e.g. {where}.{item.name} = "
+                    f"{int(value) if value.is_integer() and value >= 1 else 1}",
+                )
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif annotation.startswith("float"):
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if annotation.startswith("int"):
-                ok = ok and float(value).is_integer()
         if not ok:
             raise ConfigError(
                 f"{where}.{item.name} = {value!r} has the wrong type",

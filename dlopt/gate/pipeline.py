@@ -19,13 +19,13 @@ from typing import Any
 from dlopt import __version__
 from dlopt.artifacts import cpu_info, ensure_writable_dir, read_manifest
 from dlopt.errors import BackendError, ConfigError, DloptError, ExitCode
-from dlopt.gate.config import GateConfig, VariantConfig
+from dlopt.gate.config import REFERENCE_VARIANT, GateConfig, VariantConfig
 from dlopt.gate.judge import MB, judge_against_baseline, judge_row, paired_accuracy_drop, speedup_of
 from dlopt.gate.verdicts import GateResult, Verdict, exit_code, failed, overall_verdict, skipped
 from dlopt.jsonio import json_safe
 
 REPORT_SCHEMA_VERSION = 1
-REFERENCE = "fp32"
+REFERENCE = REFERENCE_VARIANT
 Progress = Callable[[str], None]
 
 
@@ -47,6 +47,7 @@ class GateOutcome:
     verdict: Verdict
     exit_code: ExitCode
     report_paths: dict[str, Path]
+    warnings: list[str] = field(default_factory=list)
 
 
 def run_gate(
@@ -58,7 +59,7 @@ def run_gate(
 ) -> GateOutcome:
     """Run the flow and write the reports; raises DloptError only for bad input."""
     from dlopt.gate.recipes import check_recipe
-    from dlopt.report.write import read_report, write_reports
+    from dlopt.report.write import append_step_summary, read_report, write_reports
 
     say = progress or (lambda message: None)
     variants = _selected(config.variants, only)
@@ -104,7 +105,8 @@ def run_gate(
     }
     report = json_safe(report)
     paths = write_reports(report, output_dir)
-    return GateOutcome(report, verdict, exit_code(verdict), paths)
+    warning = append_step_summary(report)
+    return GateOutcome(report, verdict, exit_code(verdict), paths, [warning] if warning else [])
 
 
 def _selected(variants: Sequence[VariantConfig], only: Sequence[str]) -> list[VariantConfig]:
@@ -207,7 +209,9 @@ def _bench_backend(
         batch_size=config.bench.batch_size,
         threads=config.bench.threads,
         min_time_s=config.bench.min_time_s,
+        max_iterations=config.bench.max_iterations,
         eval_limit=config.data.evaluation_limit,
+        task=config.data.task,
         timeout_s=config.bench.timeout_s,
     )
     bench = run_bench(list(runnable), settings, folder, progress=say).to_dict()

@@ -4,6 +4,7 @@ only maps recipe keys onto them and resolves data paths against the config's fol
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,13 +17,30 @@ if TYPE_CHECKING:
 
 def check_recipe(variant: VariantConfig, config: GateConfig) -> None:
     """Validate a recipe's keys and values before any work starts; raises ConfigError."""
-    _options(variant, config.path.resolve().parent, config.data.calibration)
+    _options(variant, config)
+
+
+def config_inputs(config: GateConfig) -> list[str]:
+    """Every file the gate reads: the config, the model and its weights, the data, and the
+    data of each recipe (resolved as the recipe resolves them)."""
+    base = config.path.resolve().parent
+    inputs = [str(config.path), config.model.source, config.model.weights]
+    inputs += [config.data.evaluation, config.data.calibration]
+    for variant in config.variants:
+        recipe = dict(variant.recipe)
+        finetune = recipe.get("finetune")
+        if isinstance(finetune, Mapping):
+            recipe.update({"finetune": finetune.get("data"), "evaluate": finetune.get("evaluate")})
+        for key in ("calibration", "evaluation", "finetune", "evaluate"):
+            if isinstance(recipe.get(key), str):
+                inputs.append(_resolve(recipe[key], base))
+    return [text for text in inputs if text]
 
 
 def make_variant(variant: VariantConfig, reference: Path, config: GateConfig, folder: Path) -> Path:
     """Run the recipe (on the FP32 reference ONNX, or on the model source for pruning) and
     return the artifact it made. Raises DloptError when the step fails."""
-    options = _options(variant, config.path.resolve().parent, config.data.calibration)
+    options = _options(variant, config)
     if variant.kind == "prune":
         from dlopt.optimize.prune import prune_model
 
@@ -44,17 +62,25 @@ def make_variant(variant: VariantConfig, reference: Path, config: GateConfig, fo
     raise ConfigError(f"variant {variant.name!r}: {variant.kind} recipes are not available yet")
 
 
-def _options(variant: VariantConfig, base: Path, config_calibration: str | None) -> Any:
-    """The step's options object for a recipe; a bad key or value is a ConfigError."""
+def _options(variant: VariantConfig, config: GateConfig) -> Any:
+    """The step's options object for a recipe; a bad key or value is a ConfigError.
+
+    [data] gives the defaults a recipe does not set: the calibration data and its
+    `calibration_limit`, and the `task` of a prune recipe's fine-tuning."""
+    base = config.path.resolve().parent
     if variant.kind == "prune":
         from dlopt.optimize.prune import PruneOptions
 
-        return _build(PruneOptions, variant, _prune_fields(variant.recipe, base))
+        fields = _prune_fields(variant.recipe, base)
+        if fields.get("finetune") and config.data.task in ("classification", "regression"):
+            fields.setdefault("task", config.data.task)
+        return _build(PruneOptions, variant, fields)
     if variant.kind == "quantize":
         from dlopt.optimize.quantize import QuantizeOptions
 
         fields = dict(variant.recipe)
-        calibration = fields.get("calibration") or config_calibration
+        fields.setdefault("calibration_size", config.data.calibration_limit)
+        calibration = fields.get("calibration") or config.data.calibration
         if calibration and fields.get("mode", "static") == "static":
             fields["calibration"] = _resolve(str(calibration), base)
         if fields.get("evaluation"):
@@ -67,6 +93,7 @@ def _options(variant: VariantConfig, base: Path, config_calibration: str | None)
         from dlopt.optimize.build import BuildOptions
 
         fields = dict(variant.recipe)
+        fields.setdefault("calibration_size", config.data.calibration_limit)
         if fields.get("calibration"):
             fields["calibration"] = _resolve(str(fields["calibration"]), base)
         if isinstance(fields.get("shapes"), list):
@@ -109,6 +136,14 @@ def _resolve(reference: str, base: Path) -> str:
 
 
 def _build(options_class: Any, variant: VariantConfig, fields: Mapping[str, Any]) -> Any:
+    for item in dataclasses.fields(options_class):
+        value = fields.get(item.name)
+        if str(item.type).startswith("int") and isinstance(value, float):
+            raise ConfigError(
+                f"variant {variant.name!r}: {variant.kind}.{item.name} = {value!r} is not an "
+                "integer",
+                "write a whole number without a decimal point",
+            )
     try:
         return options_class(**fields)
     except TypeError as error:

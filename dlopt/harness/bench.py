@@ -33,8 +33,9 @@ import numpy as np
 
 from dlopt.errors import ConfigError
 from dlopt.harness.latency import WarmupPolicy, ratio_of_medians, summarize
+from dlopt.harness.metrics import TASKS
 from dlopt.harness.results import BenchReport, BenchRow
-from dlopt.harness.worker import RESULT_FILE, JobModel, WorkerJob
+from dlopt.harness.worker import PARENT_FD_FLAG, RESULT_FILE, JobModel, WorkerJob
 
 __all__ = ["BenchReport", "BenchRow", "BenchSettings", "run_bench"]
 DEFAULT_TIMEOUT_S = 900.0
@@ -53,6 +54,7 @@ class BenchSettings:
     threads: int | None = None
     iterations: int | None = None
     min_time_s: float = 2.0
+    max_iterations: int | None = None  # stops timed runs before min_time_s when reached
     eval_limit: int | None = None
     precision_hint: str | None = None
     weights: str | None = None
@@ -63,12 +65,15 @@ class BenchSettings:
     memory_limit_mb: int | None = None
     # ONNX Runtime execution provider: auto (best installed), tensorrt, cuda or cpu.
     provider: str | None = None
+    # Task metrics: auto (from the labels), classification, regression or none.
+    task: str = "auto"
 
     def __post_init__(self) -> None:
         positive = {
             "batch_size": self.batch_size,
             "threads": self.threads,
             "iterations": self.iterations,
+            "max_iterations": self.max_iterations,
             "eval_limit": self.eval_limit,
             "memory_limit_mb": self.memory_limit_mb,
         }
@@ -81,6 +86,8 @@ class BenchSettings:
             raise ConfigError(f"timeout_s is {self.timeout_s}", "give a positive timeout")
         if not self.backends:
             raise ConfigError("no backend given", "pass --backend NAME at least once")
+        if self.task not in TASKS:
+            raise ConfigError(f"unknown task {self.task!r}", f"use one of {', '.join(TASKS)}")
         if self.provider is not None:
             from dlopt.backends.onnxruntime_backend import ORT_PROVIDER_CHOICES
 
@@ -196,7 +203,7 @@ def run_bench(
                 _fill_latency(pair.row, result["models"][pair.id], "interleaved")
             if result is not None:
                 _fill_ratios(done, result, settings.reference)
-    _compare_outputs(pairs, settings.reference)
+    _compare_outputs(pairs, settings.reference, settings.task)
     return BenchReport(
         rows=[pair.row for pair in pairs],
         settings=_settings_dict(settings, names),
@@ -238,6 +245,7 @@ def _job(
         weights=settings.weights,
         iterations=settings.iterations,
         min_time_s=settings.min_time_s,
+        max_iterations=settings.max_iterations,
         warmup=asdict(settings.warmup),
         seed=settings.seed,
         memory_limit_mb=settings.memory_limit_mb,
@@ -253,19 +261,39 @@ def _run_worker(job: WorkerJob, timeout_s: float, row: BenchRow) -> dict[str, An
     job_file.write_text(job.to_json())
     (directory / RESULT_FILE).unlink(missing_ok=True)
     log_path = directory / "worker.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dlopt.harness.worker", str(job_file)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # so a timeout kills the worker's children too
-        )
-        try:
-            returncode = process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            _kill_group(process)
-            row.status, row.reason = "failed", f"timed out after {timeout_s:g} s (killed)"
-            return None
+    # The worker watches the read end: when this process ends, however it ends, the kernel
+    # closes the write end and the worker ends itself (worker.follow_parent).
+    parent_read, parent_write = os.pipe()
+    try:
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "dlopt.harness.worker",
+                    str(job_file),
+                    f"{PARENT_FD_FLAG}{parent_read}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # so a timeout kills the worker's children too
+                pass_fds=(parent_read,),
+            )
+            os.close(parent_read)
+            parent_read = -1
+            try:
+                returncode = process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                _kill_group(process)
+                row.status, row.reason = "failed", f"timed out after {timeout_s:g} s (killed)"
+                return None
+            except BaseException:  # Ctrl-C or a bug here: the worker goes with us
+                _kill_group(process)
+                raise
+    finally:
+        for fd in (parent_read, parent_write):
+            if fd >= 0:
+                os.close(fd)
     if returncode < 0:
         name = _signal_name(-returncode)
         hint = " (out of memory?)" if -returncode == signal.SIGKILL else ""
@@ -339,7 +367,7 @@ def _fill_ratios(done: list[_Pair], result: dict[str, Any], reference: str | Non
         pair.row.latency_ratio_to_reference = ratio.to_dict()
 
 
-def _compare_outputs(pairs: list[_Pair], reference: str | None) -> None:
+def _compare_outputs(pairs: list[_Pair], reference: str | None, task: str) -> None:
     from dlopt.harness.compare import compare_row
 
     loaded = {id(p): _load_outputs(p.row.outputs_file) for p in pairs if p.row.status == "ok"}
@@ -357,6 +385,7 @@ def _compare_outputs(pairs: list[_Pair], reference: str | None) -> None:
             outputs,
             reference_outputs,
             None if chosen is None else f"{chosen.model} on {chosen.backend}",
+            task,
         )
 
 

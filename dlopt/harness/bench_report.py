@@ -8,6 +8,7 @@ from typing import Any
 
 from dlopt.artifacts import atomic_write_text
 from dlopt.harness.results import BenchReport, BenchRow
+from dlopt.plain_text import markdown_cell, plain_text
 
 SCHEMA_PATH = Path(__file__).with_name("bench_schema.json")
 
@@ -31,18 +32,23 @@ def render_markdown(report: BenchReport) -> str:
     lines = [f"# dlopt bench (schema v{report.schema_version}, {report.created_utc})", "", header]
     lines.append("|" + "---|" * header.count(" |"))
     for row in report.rows:
-        lines.append("| " + " | ".join(row_cells(row)) + " |")
+        lines.append("| " + " | ".join(markdown_cell(text) for text in row_cells(row)) + " |")
     notes = [(row, warning) for row in report.rows for warning in row.warnings]
     if notes:
         lines += ["", "Warnings:", ""]
-        lines += [f"- {row.model} on {row.backend}: {warning}" for row, warning in notes]
+        lines += [
+            f"- {markdown_cell(row.model)} on {row.backend}: {markdown_cell(warning)}"
+            for row, warning in notes
+        ]
     return "\n".join(lines) + "\n"
 
 
 def row_cells(row: BenchRow) -> list[str]:
+    """The row's cells as plain text (no control characters); each renderer escapes them for
+    its own format."""
     status = row.status if row.reason is None else f"{row.status}: {row.reason}"
-    cells = [_escape(row.model) + (" (ref)" if row.is_reference else ""), row.backend]
-    cells.append(_escape(status))
+    cells = [plain_text(row.model) + (" (ref)" if row.is_reference else ""), row.backend]
+    cells.append(plain_text(status))
     latency, ratio = row.latency or {}, row.latency_ratio_to_reference
     if latency:
         low, high = latency["median_ci95_ms"]
@@ -86,7 +92,3 @@ def _headline_metric(row: BenchRow) -> str:
                 f" ({change:+.4f})" if change is not None else ""
             )
     return ""
-
-
-def _escape(text: str) -> str:
-    return text.replace("|", "\\|")

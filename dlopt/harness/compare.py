@@ -22,8 +22,11 @@ def compare_row(
     outputs: dict[str, np.ndarray],
     reference: dict[str, np.ndarray] | None,
     reference_label: str | None,
+    task: str = "auto",
 ) -> None:
-    """Fill `row.drift` and `row.metrics` (both against the reference where there is one)."""
+    """Fill `row.drift` and `row.metrics` (both against the reference where there is one).
+
+    `task` (see `dlopt.harness.metrics.TASKS`) chooses the task metrics; none: no metrics."""
     candidate = _outputs(outputs)
     labels = outputs.get(LABELS)
     if reference is not None:
@@ -42,13 +45,13 @@ def compare_row(
                 entry["top1_agreement"] = top1_agreement(values, base)
                 entry["softmax_kl_divergence"] = softmax_kl_divergence(values, base)
             row.drift[name] = entry
-    if labels is None or not candidate:
+    if labels is None or not candidate or task == "none":
         return
     prediction = _prediction_output(candidate)
     try:
-        own = task_metrics(candidate[prediction], labels)
+        own = task_metrics(candidate[prediction], labels, task)
         base_metrics = (
-            task_metrics(_outputs(reference)[prediction], labels)
+            task_metrics(_outputs(reference)[prediction], labels, task)
             if reference is not None and prediction in _outputs(reference)
             else None
         )

@@ -15,6 +15,7 @@ import numpy as np
 
 from dlopt.harness.drift import _log_softmax
 
+TASKS = ("auto", "classification", "regression", "none")
 HIGHER_IS_BETTER = {
     "accuracy": True,
     "precision_macro": True,
@@ -42,11 +43,18 @@ def task_kind(scores: np.ndarray, labels: np.ndarray) -> str:
     return "classification" if one_score and binary else "regression"
 
 
-def task_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Metrics of one output against the labels (see the module docstring)."""
+def task_metrics(scores: np.ndarray, labels: np.ndarray, task: str = "auto") -> dict[str, float]:
+    """Metrics of one output against the labels (see the module docstring).
+
+    `task` auto infers classification or regression (`task_kind`); classification needs
+    labels that are class indices. Raises ValueError when the labels do not fit."""
     if scores.shape[0] != labels.shape[0]:
         raise ValueError(f"{scores.shape[0]} predictions but {labels.shape[0]} labels")
-    if task_kind(scores, labels) == "classification":
+    kind = task_kind(scores, labels) if task == "auto" else task
+    integral = labels.dtype.kind != "f" or np.array_equal(labels, np.round(labels))
+    if kind == "classification" and not integral:
+        raise ValueError("the task is classification but the labels are not class indices")
+    if kind == "classification":
         return _classification(np.asarray(scores, dtype=np.float64), labels.astype(np.int64))
     return _regression(np.asarray(scores, dtype=np.float64), labels.astype(np.float64))
 

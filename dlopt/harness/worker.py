@@ -16,9 +16,13 @@ Modes:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -30,6 +34,7 @@ MODES = ("solo", "outputs", "interleaved")
 LATENCY_BATCHES = 8  # distinct input batches the timed runs rotate through
 MIN_TIMED_RUNS = 10
 RESULT_FILE = "result.json"
+PARENT_FD_FLAG = "--parent-fd="
 
 
 @dataclass
@@ -54,6 +59,7 @@ class WorkerJob:
     weights: str | None = None
     iterations: int | None = None
     min_time_s: float = 2.0
+    max_iterations: int | None = None
     warmup: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     memory_limit_mb: int | None = None
@@ -71,6 +77,11 @@ class WorkerJob:
 
 
 def main(argv: list[str]) -> int:
+    """`JOB.json [--parent-fd=N]`: N is the read end of a pipe whose write end the parent
+    holds; the worker ends itself when the parent does (`follow_parent`)."""
+    for argument in argv[1:]:
+        if argument.startswith(PARENT_FD_FLAG):
+            follow_parent(int(argument[len(PARENT_FD_FLAG) :]))
     job = WorkerJob.from_dict(json.loads(Path(argv[0]).read_text()))
     output_dir = Path(job.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -96,6 +107,38 @@ def main(argv: list[str]) -> int:
         }
     _write_json(output_dir / RESULT_FILE, result)
     return 0
+
+
+def follow_parent(pipe_fd: int) -> None:
+    """End this worker (and its process group) as soon as the parent ends, however it ends.
+
+    A worker runs in its own session, so neither Ctrl-C in the terminal nor a kill of the
+    parent reaches it; a hanging worker would outlive dlopt and later write into a dead run's
+    folder. On Linux the kernel sends SIGKILL when the parent dies (PR_SET_PDEATHSIG), even if
+    this process is stuck in native code; everywhere, a thread waits for end-of-file on a pipe
+    whose write end only the parent holds (the kernel closes it when the parent dies).
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1  # from <sys/prctl.h>
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+    def wait_for_parent() -> None:
+        while True:
+            try:
+                if os.read(pipe_fd, 1) == b"":
+                    break
+            except InterruptedError:
+                continue
+            except OSError:
+                break
+        with contextlib.suppress(OSError):
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        os._exit(1)
+
+    threading.Thread(target=wait_for_parent, name="dlopt-follow-parent", daemon=True).start()
 
 
 def limit_memory(limit_mb: int | None) -> None:
@@ -244,12 +287,19 @@ def _timed_runs(
         if job.iterations is not None:
             if rounds >= job.iterations:
                 break
-        elif rounds >= MIN_TIMED_RUNS and time.perf_counter_ns() >= deadline:
+        elif _enough(job, rounds, deadline):
             break
         for mid, session in sessions.items():
             samples[mid].append(_time_one(session, rotations[mid].next()))
         rounds += 1
     return samples, warmups
+
+
+def _enough(job: WorkerJob, rounds: int, deadline_ns: int) -> bool:
+    """Timed rounds stop at max_iterations, or after min_time_s (and MIN_TIMED_RUNS)."""
+    if job.max_iterations is not None and rounds >= job.max_iterations:
+        return True
+    return rounds >= MIN_TIMED_RUNS and time.perf_counter_ns() >= deadline_ns
 
 
 def _time_next(session: Any, rotation: _Rotation) -> int:

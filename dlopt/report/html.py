@@ -1,7 +1,8 @@
 """The HTML report: one self-contained file with the verdict table and plots (inline SVG).
 
-Every string that comes from a model, a config or a measurement is escaped with `html.escape`;
-the plots are matplotlib SVGs, whose text matplotlib escapes itself.
+Every string that comes from a model, a config or a measurement is made plain text (no control
+characters) and escaped with `html.escape`; the plots are matplotlib SVGs, whose text
+matplotlib escapes itself (labels are made plain text first).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
+from dlopt.plain_text import plain_text
 from dlopt.report.format import fmt_interval, fmt_number
 
 _STYLE = """
@@ -24,9 +26,13 @@ figure{display:inline-block;margin:0.5rem;vertical-align:top}
 """
 
 
+def _escape(value: Any) -> str:
+    return html.escape(plain_text(value))
+
+
 def render_html(report: dict[str, Any]) -> str:
     """The whole report as one HTML document with inline SVG plots."""
-    e = html.escape
+    e = _escape
     verdict = str(report.get("verdict", "fail"))
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
@@ -49,7 +55,7 @@ def render_html(report: dict[str, Any]) -> str:
 
 
 def _gate_table(gates: Sequence[dict[str, Any]]) -> str:
-    e = html.escape
+    e = _escape
     head = (
         "variant",
         "backend",
@@ -73,7 +79,7 @@ def _gate_table(gates: Sequence[dict[str, Any]]) -> str:
 
 
 def _rows_table(rows: Sequence[dict[str, Any]]) -> str:
-    e = html.escape
+    e = _escape
     head = (
         "variant",
         "backend",
@@ -127,7 +133,11 @@ def _plots(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
 
     plt.rcParams["svg.fonttype"] = "none"  # text stays text (searchable, small)
     plots: list[tuple[str, str]] = []
-    measured = [r for r in rows if r.get("status") == "ok" and r.get("latency_ms")]
+    measured = [
+        r
+        for r in rows
+        if r.get("status") == "ok" and _is_number((r.get("latency_ms") or {}).get("p50"))
+    ]
     scatter: list[tuple[dict[str, Any], float]] = []
     for row in measured:
         quality = (row.get("metrics") or {}).get("accuracy", (row.get("drift") or {}).get("cosine"))
@@ -136,7 +146,8 @@ def _plots(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
     if scatter:
         figure, axes = plt.subplots(figsize=(6, 4))
         points = [
-            (float(r["latency_ms"]["p50"]), y, f"{r['variant']}@{r['backend']}") for r, y in scatter
+            (float(r["latency_ms"]["p50"]), y, plain_text(f"{r['variant']}@{r['backend']}"))
+            for r, y in scatter
         ]
         axes.scatter([p[0] for p in points], [p[1] for p in points])
         for x, y, label in points:
@@ -157,19 +168,26 @@ def _plots(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
         figure, axes = plt.subplots(figsize=(6, 3.5))
         axes.boxplot(samples, showfliers=False)
         axes.set_xticks(
-            range(1, len(backend_rows) + 1), [str(r["variant"]) for r in backend_rows], rotation=20
+            range(1, len(backend_rows) + 1),
+            [plain_text(r["variant"]) for r in backend_rows],
+            rotation=20,
         )
         axes.set_ylabel("latency (ms)")
-        plots.append((f"Latency distribution on {backend}", _svg(figure)))
+        plots.append((f"Latency distribution on {plain_text(backend)}", _svg(figure)))
     memory = [r for r in rows if r.get("peak_rss_mb") is not None]
     if memory:
         figure, axes = plt.subplots(figsize=(6, 3.5))
         axes.barh(
-            [f"{r['variant']}@{r['backend']}" for r in memory], [r["peak_rss_mb"] for r in memory]
+            [plain_text(f"{r['variant']}@{r['backend']}") for r in memory],
+            [r["peak_rss_mb"] for r in memory],
         )
         axes.set_xlabel("peak RSS (MB)")
         plots.append(("Peak memory", _svg(figure)))
     return plots
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:

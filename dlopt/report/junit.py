@@ -5,11 +5,15 @@ from __future__ import annotations
 import xml.etree.ElementTree as ElementTree
 from typing import Any
 
+from dlopt.plain_text import plain_text
 from dlopt.report.format import fmt_interval, fmt_number
 
 
 def render_junit(report: dict[str, Any]) -> str:
-    """JUnit XML text; failures carry the measured value and the threshold."""
+    """JUnit XML text; failures carry the measured value and the threshold.
+
+    Every string goes through `plain_text`: a control character (an ESC from a colour code in
+    a user's error message) would make the XML unparseable."""
     gates = report.get("gates", [])
     counts = {
         verdict: sum(1 for g in gates if g["verdict"] == verdict)
@@ -24,17 +28,20 @@ def render_junit(report: dict[str, Any]) -> str:
         failures=str(counts["fail"]),
         errors=str(counts["inconclusive"]),
         skipped=str(counts["skipped"]),
-        timestamp=str(report.get("created_utc", "")),
+        timestamp=plain_text(report.get("created_utc", "")),
     )
     for gate in gates:
         case = ElementTree.SubElement(
-            suite, "testcase", classname=f"{gate['variant']}.{gate['backend']}", name=gate["gate"]
+            suite,
+            "testcase",
+            classname=plain_text(f"{gate['variant']}.{gate['backend']}"),
+            name=plain_text(gate["gate"]),
         )
         detail = (
             f"measured {fmt_number(gate.get('measured'))}, threshold "
             f"{fmt_number(gate.get('threshold'))} {fmt_interval(gate.get('interval'))}".rstrip()
         )
-        reason = gate.get("reason") or ""
+        reason = plain_text(gate.get("reason") or "")
         if gate["verdict"] == "fail":
             element = ElementTree.SubElement(
                 case, "failure", type="gate_failed", message=f"{detail}: {reason}".rstrip(": ")

@@ -17,9 +17,9 @@ _ICONS = {
 def render_markdown(report: dict[str, Any]) -> str:
     """The summary as Markdown (GitHub-flavoured tables); strings from configs are escaped."""
     lines = [
-        f"# dlopt gate: {_ICONS.get(report['verdict'], report['verdict'])}",
+        f"# dlopt gate: {_ICONS.get(report['verdict'], cell(report['verdict']))}",
         "",
-        f"Config `{cell(report.get('config', ''))}`, exit code {report['exit_code']}, "
+        f"Config `{cell(report.get('config', ''))}`, exit code {cell(report['exit_code'])}, "
         f"{cell(report.get('created_utc', ''))}.",
         "",
         "| variant | backend | gate | measured | threshold | 95% interval | verdict | reason |",

@@ -104,6 +104,10 @@ def _traversal_onnx(tmp: Path) -> str:
 
 
 x4 = np.ones((8, 4), dtype=np.float32)
+BASELINE_WITHOUT_BENCH = (
+    b'{"verdict": "pass", "exit_code": 0, "gates": [], '
+    b'"rows": [{"variant": "fp32", "backend": "onnxruntime", "status": "ok"}]}'
+)
 CASES = [
     # export: model files
     Case("missing model file", lambda t: ["export", str(t / "none.pt")], "is not a file"),
@@ -277,6 +281,149 @@ CASES = [
         ],
         "amount",
     ),
+    # the error contract for mistakes that used to end in a traceback (exit 4)
+    Case(
+        "prune a TorchScript file",
+        lambda t: ["prune", str(_torchscript(t, "m.ts")), "-o", str(t / "o")],
+        "prune works on the model's Python code",
+    ),
+    Case(
+        "DLOPT_INPUTS is a list of numbers",
+        lambda t: ["export", _model_file(t, "DLOPT_INPUTS = [4]"), "-o", str(t / "o")],
+        "DLOPT_INPUTS in",
+    ),
+    Case(
+        "DLOPT_INPUTS is a string (bench reads it before any worker)",
+        lambda t: [
+            "bench",
+            _model_file(t, 'DLOPT_INPUTS = "x:batch=1x4"'),
+            "-b",
+            "torch",
+            "-o",
+            str(t / "o"),
+        ],
+        "not a list of input specs",
+    ),
+    Case(
+        "report.json with missing keys",
+        lambda t: ["report", str(_write(t / "r.json", b'{"verdict": "pass", "gates": [{}]}'))],
+        "not a complete dlopt gate report",
+    ),
+    Case(
+        "output folder under /proc",
+        lambda t: ["export", f"{TINY}:dict_output_net", "-o", "/proc/self/fd"],
+        "cannot write /proc/self/fd",
+    ),
+    Case(
+        "--json is a folder",
+        lambda t: ["bench", _tiny_onnx(t), "--json", str(t), "-o", str(t / "o")],
+        "is a folder",
+    ),
+    Case(
+        "build --shapes with a giant dim",
+        lambda t: ["build", _tiny_onnx(t), "--shapes", "x:99999999999x4", "-o", str(t / "o")],
+        "elements",
+    ),
+    Case(
+        "NaN labels",
+        lambda t: [
+            "bench",
+            _tiny_onnx(t),
+            "--data",
+            _npz(t, x=x4, labels=np.full(8, np.nan)),
+            "-o",
+            str(t / "o"),
+        ],
+        "labels contain NaN or Inf",
+    ),
+    Case(
+        "NaN labels to fine-tune on",
+        lambda t: [
+            "prune",
+            CNN_SOURCE,
+            "-w",
+            str(CNN / "weights.pt"),
+            "--finetune",
+            _npz(t, image=np.ones((4, 1, 32, 32), np.float32), labels=np.full(4, np.nan)),
+            "-o",
+            str(t / "o"),
+        ],
+        "labels contain NaN or Inf",
+    ),
+    Case(
+        "object (pickled) labels",
+        lambda t: [
+            "bench",
+            _tiny_onnx(t),
+            "--data",
+            _npz(t, x=x4, labels=np.array([{"a": 1}] * 8, dtype=object)),
+            "-o",
+            str(t / "o"),
+        ],
+        "object array (a pickle)",
+    ),
+    Case(
+        "a malformed --baseline, before anything runs",
+        lambda t: [
+            "gate",
+            _config(t, ""),
+            "--baseline",
+            str(_write(t / "base.json", BASELINE_WITHOUT_BENCH)),
+            "-o",
+            str(t / "o"),
+        ],
+        "rows[0].bench is missing",
+    ),
+    # an output that would overwrite an input, in every command
+    Case(
+        "export into the model's folder",
+        lambda t: ["export", _model_file(t, 'DLOPT_INPUTS = ["x:batch=2x4"]'), "-o", str(t)],
+        "holds the input",
+    ),
+    Case(
+        "quantize into the FP32 model's folder",
+        lambda t: ["quantize", _tiny_onnx(t), "--mode", "dynamic", "-o", str(t)],
+        "holds the input",
+    ),
+    Case(
+        "prune into the model's folder",
+        lambda t: ["prune", _model_file(t, 'DLOPT_INPUTS = ["x:batch=2x4"]'), "-o", str(t)],
+        "holds the input",
+    ),
+    Case(
+        "build into the ONNX file's folder",
+        lambda t: ["build", _tiny_onnx(t), "-o", str(t)],
+        "holds the input",
+    ),
+    Case(
+        "bench --json over the model",
+        lambda t: ["bench", (m := _tiny_onnx(t)), "--json", m, "-o", str(t / "o")],
+        "is the input",
+    ),
+    Case(
+        "bench --md over the data",
+        lambda t: [
+            "bench",
+            _tiny_onnx(t),
+            "--data",
+            (d := _npz(t, x=x4)),
+            "--md",
+            d,
+            "-o",
+            str(t / "o"),
+        ],
+        "is the input",
+    ),
+    Case(
+        "gate into the config's folder",
+        lambda t: ["gate", _config(t, ""), "-o", str(t)],
+        "holds the input",
+    ),
+    Case(
+        "report --html over the report.json",
+        lambda t: ["report", (r := str(_write(t / "r.json", b"{}"))), "--html", r],
+        "is the input",
+    ),
     # report and prune
     Case("report.json missing", lambda t: ["report", str(t / "report.json")], "does not exist"),
     Case(
@@ -315,6 +462,13 @@ CASES = [
 ]
 
 
+def _model_file(tmp: Path, inputs_line: str) -> str:
+    (tmp / "net.py").write_text(
+        f"import torch\n{inputs_line}\n\ndef make():\n    return torch.nn.Linear(4, 2)\n"
+    )
+    return f"{tmp / 'net.py'}:make"
+
+
 def _state_dict(tmp: Path) -> str:
     path = tmp / "weights.pt"
     torch.save(torch.nn.Linear(4, 3).state_dict(), path)
@@ -343,7 +497,7 @@ def test_bad_input_gives_one_line_and_writes_nothing(case: Case, tmp_path: Path)
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ") and case.fragment in lines[0], lines[0]
     assert "Traceback" not in result.stderr + result.stdout
-    if out is not None and out.is_dir():
+    if out is not None and out.is_dir() and out != workdir:  # workdir: checked below
         leftovers = [
             p for p in out.rglob("*") if p.is_file() and p.suffix in (".onnx", ".ts", ".xml")
         ]

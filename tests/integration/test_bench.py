@@ -99,6 +99,20 @@ def test_backends_agree_on_fp32_and_a_perturbed_model_drifts(workspace: dict[str
     assert workspace["perturbed"] in render_markdown(report)
 
 
+def test_max_iterations_stops_timed_runs_before_min_time(
+    workspace: dict[str, str], tmp_path: Path
+) -> None:
+    settings = BenchSettings(
+        min_time_s=60, max_iterations=7, warmup=QUICK_WARMUP, threads=1, timeout_s=120
+    )
+
+    report = run_bench([workspace["fp32"]], settings, tmp_path)
+
+    row = report.row(workspace["fp32"], "onnxruntime")
+    assert row.status == "ok", row.reason
+    assert row.latency is not None and row.latency["runs"] == 7
+
+
 def test_crash_and_hang_become_failed_rows_while_the_rest_complete(tmp_path: Path) -> None:
     models = [f"{FIXTURES}:{name}" for name in ("segfault_net", "hanging_net", "small_classifier")]
     settings = BenchSettings(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import jsonschema
 import numpy as np
@@ -115,3 +116,61 @@ def test_markdown_has_one_line_per_row_with_the_failure_reason() -> None:
     assert "| a.onnx | onnxruntime | ok | 1.000 (1.000–1.000)" in text
     assert "failed: worker crashed: killed by SIGSEGV" in text
     assert "accuracy 0.5000 (-0.1000)" in text
+
+
+def test_bench_markdown_and_json_survive_control_characters(tmp_path: Path) -> None:
+    import json
+
+    from dlopt.harness.bench_report import write_json
+
+    report = _report()
+    hostile = "\x1b[31mboom\x1b[0m \x00\x07 ]]> <script>x</script> | a|b"
+    report.rows[1].reason = hostile
+    report.rows[1].model = "m|\x1b.onnx"
+    report.rows[0].warnings.append(hostile)
+
+    text = render_markdown(report)
+    write_json(report, tmp_path / "bench.json")
+
+    assert not [char for char in text if ord(char) < 32 and char != "\n"]
+    assert "<script>" not in text and "boom" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert {line.replace("\\|", "").count("|") for line in rows} == {14}  # 13 columns each
+    loaded = json.loads((tmp_path / "bench.json").read_text())
+    assert loaded["rows"][1]["reason"] == hostile  # kept, escaped by JSON
+    assert "\x1b" not in (tmp_path / "bench.json").read_text()
+
+
+@pytest.mark.parametrize(
+    ("task", "expected"),
+    [
+        ("auto", {"accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc"}),
+        ("classification", {"accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc"}),
+        ("regression", {"mae", "rmse"}),
+        ("none", None),
+    ],
+)
+def test_the_task_chooses_the_metrics(task: str, expected: set[str] | None) -> None:
+    from dlopt.harness.compare import compare_row
+
+    labels = np.array([0, 1, 1, 0])  # one score per sample: binary logits, or a regression
+    scores = np.array([[-2.0], [1.5], [0.5], [-0.5]], dtype=np.float32)
+    outputs = {"output:output": scores, "labels": labels}
+    row = BenchRow("m.onnx", "onnxruntime", "ok")
+
+    compare_row(row, outputs, outputs, "m.onnx on onnxruntime", task)
+
+    assert (set(row.metrics) if row.metrics else None) == expected
+
+
+def test_classification_needs_class_indices() -> None:
+    with pytest.raises(ValueError, match="not class indices"):
+        task_metrics(np.ones((3, 2)), np.array([0.5, 1.0, 0.0]), "classification")
+    assert task_metrics(np.eye(2)[[0, 1]], np.array([0.0, 1.0]), "classification")["accuracy"] == 1
+
+
+def test_bench_settings_check_the_task_and_max_iterations() -> None:
+    with pytest.raises(ConfigError, match="unknown task"):
+        BenchSettings(task="ranking")
+    with pytest.raises(ConfigError, match="max_iterations"):
+        BenchSettings(max_iterations=0)

@@ -196,3 +196,117 @@ def test_int64_values_that_overflow_int32_are_refused(tmp_path: Path) -> None:
 
     with pytest.raises(DataError, match="do not fit int32"):
         _collect(open_data(str(tmp_path / "d.npz"), specs))
+
+
+def _declared_only_npz(path: Path, name: str, shape: tuple[int, ...], payload: bytes) -> str:
+    """An .npz whose member declares `shape` in its header but holds only `payload`."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": shape}
+    )
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(f"{name}.npy", header.getvalue() + payload)
+    return str(path)
+
+
+def _zeros_bomb(path: Path, name: str, shape: tuple[int, ...]) -> str:
+    """A deflated .npz of real zeros: a few hundred KB that inflate to `shape` float32."""
+    import zipfile
+
+    with (
+        zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive,
+        archive.open(f"{name}.npy", "w", force_zip64=True) as stream,
+    ):
+        np.lib.format.write_array_header_1_0(
+            stream, {"descr": "<f4", "fortran_order": False, "shape": shape}
+        )
+        remaining = int(np.prod(shape)) * 4
+        block = bytes(1 << 22)
+        while remaining:
+            stream.write(block[: min(remaining, len(block))])
+            remaining -= min(remaining, len(block))
+    return str(path)
+
+
+def test_a_header_that_does_not_fit_the_model_is_refused_before_any_row_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dlopt import data_files
+
+    bomb = _zeros_bomb(tmp_path / "bomb.npz", "image", (2, 1, 4, 1 << 22))  # 128 MiB of zeros
+    assert Path(bomb).stat().st_size < 1 << 20
+
+    def no_rows(*args: object) -> None:
+        raise AssertionError("data was read before the header was checked")
+
+    monkeypatch.setattr(data_files._NpyMember, "__getitem__", no_rows)
+    with pytest.raises(DataError, match=r"size 4194304 on axis 3 but the model wants 4"):
+        open_data(bomb, SPECS).count_samples()
+
+
+def test_a_header_that_declares_more_than_the_file_holds_is_refused(tmp_path: Path) -> None:
+    forged = _declared_only_npz(tmp_path / "forged.npz", "image", (1 << 30, 1, 4, 4), bytes(64))
+
+    with pytest.raises(DataError, match=r"declares shape \(1073741824, 1, 4, 4\)"):
+        open_data(forged, SPECS).count_samples()
+
+
+def test_npy_folder_headers_are_checked_before_mapping(tmp_path: Path) -> None:
+    np.save(tmp_path / "image.npy", np.zeros((3, 1, 4, 5), dtype=np.float32))
+    with pytest.raises(DataError, match="size 5 on axis 3"):
+        open_data(str(tmp_path), SPECS).count_samples()
+    (tmp_path / "image.npy").unlink()
+    np.save(tmp_path / "image.npy", np.array([object()] * 2), allow_pickle=True)
+    with pytest.raises(DataError, match="object array") as caught:
+        open_data(str(tmp_path), SPECS).count_samples()
+    assert "\n" not in caught.value.one_line()
+
+
+def test_rows_are_read_in_bounded_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dlopt import data_files
+
+    monkeypatch.setattr(data_files, "CHUNK_BYTES", 3 * 16 * 4)  # three samples of 1x4x4 float32
+    images = _images(10)
+    np.savez(tmp_path / "eval.npz", image=images)
+    read: list[int] = []
+    original = data_files._NpyMember.__getitem__
+
+    def spy(self: object, rows: slice) -> np.ndarray:
+        result = original(self, rows)  # type: ignore[arg-type]
+        read.append(len(result))
+        return result
+
+    monkeypatch.setattr(data_files._NpyMember, "__getitem__", spy)
+
+    batches = _collect(open_data(str(tmp_path / "eval.npz"), SPECS, batch_size=10))
+
+    assert max(read) == 3 and sum(read) == 10
+    np.testing.assert_array_equal(batches[0].inputs["image"], images)
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (np.array([0.0, np.nan, 1.0]), "labels contain NaN or Inf"),
+        (np.array([0.0, np.inf, 1.0]), "labels contain NaN or Inf"),
+        (np.array(["a", "b", "c"]), "labels are <U1, not numbers"),
+    ],
+)
+def test_labels_must_be_finite_numbers(tmp_path: Path, labels: np.ndarray, message: str) -> None:
+    np.savez(tmp_path / "eval.npz", image=_images(3), labels=labels)
+
+    with pytest.raises(DataError, match=message) as caught:
+        open_data(str(tmp_path / "eval.npz"), SPECS).count_samples()
+    assert str(tmp_path / "eval.npz") in caught.value.one_line()
+
+
+def test_object_arrays_from_a_function_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "objects.py").write_text(
+        "import numpy as np\ndef batches():\n    return [{'image': np.array([object()] * 2)}]\n"
+    )
+
+    with pytest.raises(DataError, match="holds Python objects"):
+        open_data(f"{tmp_path / 'objects.py'}:batches", SPECS).count_samples()

@@ -75,7 +75,28 @@ def test_valid_config_resolves_paths_against_its_folder(tmp_path: Path) -> None:
         ),
         (("cosine_min = 0.99", "cosine_max = 0.99"), "unknown key gate.cosine_max"),
         (("threads = 2", "threads = 0"), "bench.threads = 0 is out of range"),
-        (("threads = 2", "threads = 1.5"), "bench.threads = 1.5 has the wrong type"),
+        (("threads = 2", "threads = 1.5"), "bench.threads = 1.5 is not an integer"),
+        (("threads = 2", "threads = 1.0"), "bench.threads = 1.0 is not an integer"),
+        (("threads = 2", "batch_size = 2.0"), "bench.batch_size = 2.0 is not an integer"),
+        (("threads = 2", "max_iterations = 5.0"), "bench.max_iterations = 5.0 is not an"),
+        (
+            ('task = "classification"', "calibration_limit = 64.0"),
+            "data.calibration_limit = 64.0 is not an integer",
+        ),
+        (
+            ('task = "classification"', "evaluation_limit = 1e2"),
+            "data.evaluation_limit = 100.0 is not an integer",
+        ),
+        (('name = "pruned"', 'name = "fp32"'), "variant name 'fp32' is reserved"),
+        (('name = "pruned"', 'name = "FP32"'), "variant name 'FP32' is reserved"),
+        (('name = "pruned"', 'name = "INT8-static"'), "differ only in case"),
+        (('name = "pruned"', 'name = "pruned."'), "ends with a dot"),
+        (('name = "pruned"', 'name = "con"'), "device name on Windows"),
+        (('name = "pruned"', 'name = "NUL.onnx"'), "device name on Windows"),
+        (('name = "pruned"', 'name = ".."'), "is not a valid name"),
+        (('name = "pruned"', 'name = "../x"'), "is not a valid name"),
+        (('name = "pruned"', 'name = "a/b"'), "is not a valid name"),
+        (('name = "pruned"', 'name = "a\\\\b"'), "is not a valid name"),
         (
             ("[gate.variants.pruned]", "[gate.variants.prunned]"),
             "[gate.variants.prunned] names no variant",
@@ -96,6 +117,34 @@ def test_bad_values_name_the_key(tmp_path: Path, edit: tuple[str, str], fragment
         load_gate_config(write(tmp_path, text))
 
     assert fragment in caught.value.one_line()
+
+
+def test_a_float_in_a_recipe_integer_key_names_the_variant_and_key(tmp_path: Path) -> None:
+    from dlopt.gate.recipes import check_recipe
+
+    text = VALID.replace("amount = 0.3", "amount = 0.3, threads = 1.0")
+    config = load_gate_config(write(tmp_path, text))
+
+    with pytest.raises(ConfigError) as caught:
+        check_recipe(config.variants[1], config)
+
+    assert "variant 'pruned': prune.threads = 1.0 is not an integer" in caught.value.one_line()
+
+
+def test_data_keys_are_the_recipes_defaults_and_reach_the_bench(tmp_path: Path) -> None:
+    from dlopt.gate.recipes import _options
+
+    text = VALID.replace('task = "classification"', 'task = "regression"\ncalibration_limit = 64')
+    text = text.replace("amount = 0.3", 'amount = 0.3, finetune = "data.py:training"')
+    text += '\n[[variants]]\nname = "ov"\nbuild = { backend = "openvino", precision = "int8" }\n'
+    text += '\n[[variants]]\nname = "own"\nquantize = { calibration_size = 8 }\n'
+    config = load_gate_config(write(tmp_path, text))
+    by_name = {variant.name: variant for variant in config.variants}
+
+    assert _options(by_name["int8-static"], config).calibration_size == 64
+    assert _options(by_name["ov"], config).calibration_size == 64
+    assert _options(by_name["own"], config).calibration_size == 8
+    assert _options(by_name["pruned"], config).task == "regression"
 
 
 def test_broken_toml_and_missing_file(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ Pure logic: no runtime is imported here.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from dlopt.specs import TensorSpec
 
 DYNAMIC_MIN = 1
 BATCH_MAX = 32
+# TensorRT refuses tensors of 2**31 elements or more; no CPU run of such an input fits memory.
+MAX_ELEMENTS = 2**31 - 1
 SHAPES_HELP = (
     "NAME:MIN/OPT/MAX with shapes written like 1x3x224x224 "
     "(e.g. image:1x1x32x32/8x1x32x32/32x1x32x32), or NAME:SHAPE for a static shape"
@@ -79,6 +82,11 @@ def parse_shape_ranges(texts: Iterable[str]) -> dict[str, ShapeRange]:
             raise InputSpecError(
                 f"--shapes {text!r}: every dim needs 1 <= MIN <= OPT <= MAX",
                 f"write it as {SHAPES_HELP}",
+            )
+        if math.prod(high) > MAX_ELEMENTS:
+            raise InputSpecError(
+                f"--shapes {text!r}: the largest shape has {math.prod(high):.3g} elements",
+                f"engines take at most {MAX_ELEMENTS} (2**31 - 1) elements per input",
             )
         if name in ranges:
             raise InputSpecError(f"--shapes gives input {name!r} twice", "give each input once")

@@ -67,6 +67,7 @@ def prune_model(
     InputSpecError and DataError for bad inputs; ExportError when the pruned model does not
     export with parity.
     """
+    _require_factory(source)
     import torch
 
     options = options or PruneOptions()
@@ -79,6 +80,21 @@ def prune_model(
         )
     finally:
         torch.set_num_threads(threads)
+
+
+def _require_factory(source: str) -> None:
+    """Prune needs the model's Python code: torch-pruning rewrites nn.Module layers, which a
+    TorchScript, .pt2 or ONNX file no longer has."""
+    from dlopt.sources import parse_source
+
+    ref = parse_source(source)
+    if ref.kind != "factory":
+        raise PruneError(
+            f"{source} is a {ref.kind.replace('_', ' ')} file; prune works on the model's "
+            "Python code",
+            "give the factory that builds it (file.py:factory or package.module:factory) with "
+            "--weights; torch-pruning cannot change the layers of an exported model",
+        )
 
 
 def _prune(
