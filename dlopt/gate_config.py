@@ -36,6 +36,8 @@ class ModelConfig:
     source: str
     weights: str | None = None
     inputs: tuple[str, ...] = ()
+    # Load pickles that hold more than tensors (weights, .pt2): only for files you trust.
+    trust_pickle: bool = False
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,7 @@ def parse_gate_config(raw: Mapping[str, Any], path: Path) -> GateConfig:
         source=resolve_reference(model.source, base),
         weights=str(_resolve_path(model.weights, base)) if model.weights else None,
         inputs=tuple(model.inputs),
+        trust_pickle=model.trust_pickle,
     )
     data = _build(DataConfig, "data", raw.get("data", {}))
     data = DataConfig(
@@ -296,6 +299,8 @@ def _check_types(cls: Any, where: str, values: Mapping[str, Any]) -> None:
         ok = True
         if annotation.startswith("tuple"):
             ok = isinstance(value, tuple) and all(isinstance(v, str) for v in value)
+        elif annotation.startswith("bool"):
+            ok = isinstance(value, bool)
         elif annotation.startswith("str"):
             ok = isinstance(value, str) or (value is None and "None" in annotation)
         elif annotation.startswith(("int", "float")):
@@ -413,6 +418,8 @@ def _json_type(annotation: str) -> dict[str, Any]:
         schema: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
     elif annotation.startswith("str"):
         schema = {"type": "string"}
+    elif annotation.startswith("bool"):
+        schema = {"type": "boolean"}
     elif annotation.startswith("int"):
         schema = {"type": "integer"}
     else:

@@ -128,6 +128,7 @@ def _export_reference(config: GateConfig, folder: Path) -> Path:
         config.model.inputs,
         weights,
         ExportOptions(formats=("onnx",)),
+        allow_pickle=config.model.trust_pickle,
     )
     return results[0].path
 

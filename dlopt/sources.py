@@ -163,14 +163,18 @@ def load_torch_model(
     weights: Path | None = None,
     allow_pickle: bool = False,
 ) -> LoadedModel:
-    """Load a torch model from a source, in eval mode; raises SourceError or WeightsError."""
+    """Load a torch model from a source, in eval mode; raises SourceError or WeightsError.
+
+    `allow_pickle` lets weights pickles hold more than tensors and skips the `.pt2` safety
+    checks (dlopt.pickle_safety): only for files the user trusts.
+    """
     ref = parse_source(source) if isinstance(source, str) else source
     if ref.kind == "factory":
         module, default_inputs = _load_factory(ref)
     elif ref.kind == "torchscript":
         module, default_inputs = _load_torchscript(ref), []
     elif ref.kind == "exported_program":
-        module, default_inputs = _load_exported_program(ref), []
+        module, default_inputs = _load_exported_program(ref, allow_pickle), []
     elif ref.kind == "state_dict":
         raise SourceError(
             f"{ref.text} holds weights (a state_dict), not a model",
@@ -275,11 +279,14 @@ def _load_torchscript(ref: SourceRef) -> torch.nn.Module:
         ) from error
 
 
-def _load_exported_program(ref: SourceRef) -> torch.nn.Module:
-    import torch
+def _load_exported_program(ref: SourceRef, allow_pickle: bool) -> torch.nn.Module:
+    from dlopt.pickle_safety import UnsafeModelError, load_exported_program
 
+    assert ref.path is not None
     try:
-        return torch.export.load(str(ref.path)).module()
+        return load_exported_program(ref.path, allow_pickle).module()
+    except UnsafeModelError:
+        raise
     except Exception as error:
         raise SourceError(
             f"cannot load ExportedProgram {ref.path}: {type(error).__name__}: {str(error)[:200]}",

@@ -41,6 +41,7 @@ class LoadOptions:
     precision_hint: str | None = None
     weights: Path | None = None  # for a model.py:factory source on the torch backend
     provider: str | None = None  # onnxruntime: auto, tensorrt, cuda or cpu
+    allow_pickle: bool = False  # --trust-pickle: skip the .pt2 and weights pickle checks
 
     def resolved_threads(self) -> int:
         return self.threads if self.threads is not None else default_threads()

@@ -46,7 +46,7 @@ class TorchSession(CheckedSession):
 
         threads = options.resolved_threads()
         torch.set_num_threads(threads)
-        loaded = load_torch_model(artifact.text, options.weights)
+        loaded = load_torch_model(artifact.text, options.weights, options.allow_pickle)
         self.model = loaded.module
         self.where = f"torch session for {artifact.text}"
         inputs = artifact.inputs or loaded.default_inputs

@@ -47,8 +47,8 @@ TrustPickleOpt = Annotated[
     bool,
     typer.Option(
         "--trust-pickle",
-        help="Allow weights pickles that hold more than tensors. Unpickling runs code: only for "
-        "files you trust.",
+        help="Load pickles that hold more than tensors (weights, .pt2 ExportedPrograms). "
+        "Unpickling runs code: only for files you trust.",
     ),
 ]
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dlopt.commands._common import report_errors
+from dlopt.commands._common import TrustPickleOpt, report_errors
 
 if TYPE_CHECKING:
     from dlopt.harness.bench import BenchReport
@@ -104,6 +104,7 @@ def bench(
             show_default=False,
         ),
     ] = None,
+    trust_pickle: TrustPickleOpt = False,
 ) -> None:
     """Measure each model on each backend, each pair in a fresh worker process.
 
@@ -136,6 +137,7 @@ def bench(
         seed=seed,
         memory_limit_mb=memory_limit,
         provider=provider,
+        trust_pickle=trust_pickle,
     )
     if provider in ("tensorrt", "cuda"):
         # Before any worker starts: a GPU provider that is not installed is the user's to fix.

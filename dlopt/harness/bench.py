@@ -63,6 +63,8 @@ class BenchSettings:
     memory_limit_mb: int | None = None
     # ONNX Runtime execution provider: auto (best installed), tensorrt, cuda or cpu.
     provider: str | None = None
+    # Load pickles that hold more than tensors (.pt2, weights): only for trusted files.
+    trust_pickle: bool = False
 
     def __post_init__(self) -> None:
         positive = {
@@ -199,6 +201,12 @@ def run_bench(
     if settings.reference is not None and settings.reference not in names:
         names.insert(0, settings.reference)
     artifacts = {name: describe_artifact(name) for name in names}
+    if not settings.trust_pickle:  # here, so that a refused file exits 2 before any worker
+        from dlopt.pickle_safety import check_exported_program
+
+        for artifact in artifacts.values():
+            if artifact.format == "exported_program" and artifact.path is not None:
+                check_exported_program(artifact.path.read_bytes(), str(artifact.path))
     backends = {name: get_backend(name) for name in dict.fromkeys(settings.backends)}
     _check_data(settings, [artifact.inputs for artifact in artifacts.values()], say)
     ensure_writable_dir(output_dir)  # only once the input is known to be good
@@ -294,6 +302,7 @@ def _job(
         seed=settings.seed,
         memory_limit_mb=settings.memory_limit_mb,
         provider=settings.provider,
+        trust_pickle=settings.trust_pickle,
     )
 
 

@@ -58,6 +58,7 @@ class WorkerJob:
     seed: int = 0
     memory_limit_mb: int | None = None
     provider: str | None = None
+    trust_pickle: bool = False
     schema: str = JOB_SCHEMA
 
     def to_json(self) -> str:
@@ -147,7 +148,11 @@ def run_job(job: WorkerJob) -> dict[str, Any]:
         "peak_rss_after_imports_bytes": peak_rss_bytes(),
     }
     options = LoadOptions(
-        job.threads, job.precision_hint, Path(job.weights) if job.weights else None, job.provider
+        job.threads,
+        job.precision_hint,
+        Path(job.weights) if job.weights else None,
+        job.provider,
+        allow_pickle=job.trust_pickle,
     )
     models: dict[str, dict[str, Any]] = {}
     sessions = {}
