@@ -9,11 +9,14 @@ from dlopt import __version__
 from dlopt.commands import backends as backends_command
 from dlopt.commands import bench as bench_command
 from dlopt.commands import build as build_command
+from dlopt.commands import encrypt as encrypt_command
 from dlopt.commands import export as export_command
 from dlopt.commands import gate as gate_command
+from dlopt.commands import keygen as keygen_command
 from dlopt.commands import prune as prune_command
 from dlopt.commands import quantize as quantize_command
 from dlopt.commands import report as report_command
+from dlopt.commands import verify as verify_command
 
 app = typer.Typer(
     name="dlopt",
@@ -50,6 +53,9 @@ app.command("gate", epilog=gate_command.EXAMPLES)(gate_command.gate)
 app.command("prune", epilog=prune_command.EXAMPLES)(prune_command.prune)
 app.command("report", epilog=report_command.EXAMPLES)(report_command.report)
 app.command("build", epilog=build_command.EXAMPLES)(build_command.build)
+app.command("verify", epilog=verify_command.EXAMPLES)(verify_command.verify)
+app.command("keygen", epilog=keygen_command.EXAMPLES)(keygen_command.keygen)
+app.command("encrypt", epilog=encrypt_command.EXAMPLES)(encrypt_command.encrypt)
 
 
 def main() -> None:

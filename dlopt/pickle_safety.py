@@ -24,6 +24,7 @@ TorchScript extra files. Weights load with `torch.load(weights_only=True)` (dlop
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import re
@@ -49,9 +50,11 @@ _LEGACY_PAYLOADS = (
     "serialized_example_inputs.json",
 )
 _NATIVE_CODE_DIRS = ("data/aotinductor/",)
-# Symbolic-shape expressions as torch writes them: numbers, symbols, arithmetic, comparisons and
-# calls of sympy / torch shape functions. No quotes, dunders or attribute access.
-_EXPRESSION = re.compile(r"^[A-Za-z0-9_ +\-*/%(),.<>=!]*$")
+# Symbolic-shape expressions as torch writes them (sympy's srepr): numbers, symbols, arithmetic,
+# comparisons and calls of sympy / torch expression classes. No dunders or attribute access.
+_EXPRESSION = re.compile(r"^[A-Za-z0-9_ +\-*/%(),.<>=!']*$")
+_QUOTED = re.compile(r"'([^']*)'")
+_QUOTED_NAME_OR_NUMBER = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*|[-+]?[0-9.]+(?:e[-+]?[0-9]+)?)$")
 _CALL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(")
 _SAFE_OPERATOR_TARGETS = frozenset(
     (
@@ -250,22 +253,31 @@ def _torch_sym_functions(torch: Any) -> tuple[Any, ...]:
 
 
 def _is_arithmetic(expression: str) -> bool:
+    """Whether a shape expression is sympy's `srepr` of arithmetic (`Mul(Integer(2),
+    Symbol('s17', positive=True, integer=True))`) or plain arithmetic: calls only of sympy and
+    torch expression classes, strings only of a name or a number, no dunders, no attributes."""
     if not _EXPRESSION.match(expression) or "__" in expression:
         return False
-    if re.search(r"\.(?!\d)", expression):  # a dot only inside a number
+    for quoted in _QUOTED.findall(expression):
+        if not _QUOTED_NAME_OR_NUMBER.match(quoted):
+            return False
+    unquoted = _QUOTED.sub("''", expression)
+    if re.search(r"\.(?!\d)", unquoted):  # a dot only inside a number
         return False
-    return all(name in _shape_function_names() for name in _CALL.findall(expression))
+    return all(name in _shape_function_names() for name in _CALL.findall(unquoted))
 
 
+@functools.cache
 def _shape_function_names() -> frozenset[str]:
-    """The functions torch's symbolic shapes are written with (sympy's and torch's own)."""
+    """Expression classes: sympy's (`Symbol`, `Integer`, `Mul`, ...) and torch's shape
+    functions (`FloorDiv`, `ModularIndexing`, ...). Building one evaluates nothing else."""
     import sympy
     from torch.utils._sympy import functions
 
-    torch_functions = {name for name, value in vars(functions).items() if isinstance(value, type)}
-    sympy_functions = {
-        "Max", "Min", "Abs", "floor", "ceiling", "Eq", "Ne", "Lt", "Le", "Gt", "Ge", "And", "Or",
-        "Not", "Piecewise", "Integer", "Rational", "Float", "Symbol", "sqrt", "Mod", "Pow",
-        "Mul", "Add", "ITE", "true", "false",
-    }  # fmt: skip
-    return frozenset(torch_functions | {name for name in sympy_functions if hasattr(sympy, name)})
+    names = {
+        name
+        for module in (sympy, functions)
+        for name, value in vars(module).items()
+        if isinstance(value, type) and issubclass(value, sympy.Basic)
+    }
+    return frozenset(names)

@@ -62,6 +62,7 @@ class LoadedModel:
     default_inputs: list[TensorSpec] = field(default_factory=list)
     weights_sha256: str | None = None
     description: dict[str, Any] = field(default_factory=dict)
+    weights_path: Path | None = None
 
 
 def parse_source(text: str) -> SourceRef:
@@ -92,7 +93,8 @@ def parse_source(text: str) -> SourceRef:
 
 
 def detect_file_format(path: Path) -> str:
-    """`torchscript`, `exported_program`, `state_dict`, `onnx` or `openvino_ir`, by content."""
+    """`torchscript`, `exported_program`, `state_dict`, `onnx`, `openvino_ir` or `encrypted`,
+    by content."""
     if path.is_dir():
         raise SourceError(f"{path} is a folder, not a model file", FACTORY_HELP)
     try:
@@ -104,6 +106,8 @@ def detect_file_format(path: Path) -> str:
         ) from error
     if not head:
         raise SourceError(f"{path} is empty", "re-create or re-download the model file")
+    if head.startswith(b"DLOPTENC"):
+        return "encrypted"  # dlopt.encryption; the backends decrypt it in memory
     if head.startswith(b"PK\x03\x04"):
         kind = _torch_zip_kind(path)
         if path.suffix in (".onnx", ".xml"):
@@ -175,6 +179,12 @@ def load_torch_model(
         module, default_inputs = _load_torchscript(ref), []
     elif ref.kind == "exported_program":
         module, default_inputs = _load_exported_program(ref, allow_pickle), []
+    elif ref.kind == "encrypted":
+        raise SourceError(
+            f"{ref.text} is an encrypted artifact; this command needs the model in plaintext",
+            "bench, gate and verify run encrypted artifacts (with --key-file); to work on the "
+            "model itself, use the plaintext it was encrypted from",
+        )
     elif ref.kind == "state_dict":
         raise SourceError(
             f"{ref.text} holds weights (a state_dict), not a model",
@@ -195,7 +205,7 @@ def load_torch_model(
         weights_sha256 = load_weights(module, weights, allow_pickle=allow_pickle)
     if ref.kind != "exported_program":  # an ExportedProgram's module refuses eval(); it is frozen
         module.eval()
-    return LoadedModel(module, ref, default_inputs, weights_sha256)
+    return LoadedModel(module, ref, default_inputs, weights_sha256, weights_path=weights)
 
 
 def _load_factory(ref: SourceRef) -> tuple[torch.nn.Module, list[TensorSpec]]:

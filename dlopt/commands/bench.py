@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dlopt.commands._common import TrustPickleOpt, report_errors
+from dlopt.commands._common import ModelKeyOpt, TrustPickleOpt, report_errors
 
 if TYPE_CHECKING:
     from dlopt.harness.bench import BenchReport
@@ -23,6 +23,8 @@ Examples:
 
   dlopt bench models/digits_cnn/model.py:create_model -w models/digits_cnn/weights.pt \\
       --backend torch --threads 2
+
+  dlopt bench out/cnn-enc/model.onnx.enc --key-file model.key -b onnxruntime -b openvino
 
 A failed row (the worker crashed, ran out of memory or timed out) is printed in red and recorded
 in the reports; it does not by itself make the command fail (exit 0). Bad input exits 2.
@@ -105,6 +107,7 @@ def bench(
         ),
     ] = None,
     trust_pickle: TrustPickleOpt = False,
+    key_file: ModelKeyOpt = None,
 ) -> None:
     """Measure each model on each backend, each pair in a fresh worker process.
 
@@ -119,6 +122,7 @@ def bench(
     from dlopt.errors import ConfigError
     from dlopt.harness.bench import BenchSettings, run_bench
     from dlopt.harness.bench_report import render_markdown, write_json
+    from dlopt.keys import load_model_key
 
     if iterations is not None and min_time is not None:
         raise ConfigError("both --iterations and --min-time given", "give one of them")
@@ -148,7 +152,9 @@ def bench(
         ort_provider_plan(provider, ort.get_available_providers())
     console = Console(stderr=True)
     with console.status("benchmarking") as status:
-        report = run_bench(models, settings, output_dir, progress=status.update)
+        report = run_bench(
+            models, settings, output_dir, status.update, model_key=load_model_key(key_file)
+        )
     Console().print(bench_table(report))
     if json_path is not None:
         write_json(report, json_path)

@@ -10,6 +10,7 @@ import typer
 
 from dlopt.commands._common import (
     InputOpt,
+    KeepDebugMetadataOpt,
     SourceArg,
     TrustPickleOpt,
     WeightsOpt,
@@ -123,6 +124,7 @@ def build(
     input_specs: InputOpt = None,
     weights: WeightsOpt = None,
     trust_pickle: TrustPickleOpt = False,
+    keep_debug_metadata: KeepDebugMetadataOpt = False,
 ) -> None:
     """Build a deployment engine from an ONNX file or a torch model.
 
@@ -133,6 +135,7 @@ def build(
     """
     from rich.console import Console
 
+    from dlopt.commands._tables import stripped_note
     from dlopt.commands.export import default_output_dir
     from dlopt.optimize.build import BuildOptions, build_engine
 
@@ -172,3 +175,4 @@ def build(
         f"[green]wrote[/green] {result.path} ({result.backend}, {result.precision}; "
         f"manifest {result.manifest_path.name})"
     )
+    out.print(stripped_note(result.manifest_path))

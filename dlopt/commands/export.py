@@ -10,6 +10,7 @@ import typer
 
 from dlopt.commands._common import (
     InputOpt,
+    KeepDebugMetadataOpt,
     SourceArg,
     TrustPickleOpt,
     WeightsOpt,
@@ -77,6 +78,7 @@ def export(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random parity inputs.")] = 0,
     trust_pickle: TrustPickleOpt = False,
+    keep_debug_metadata: KeepDebugMetadataOpt = False,
 ) -> None:
     """Export a PyTorch model to ONNX and/or TorchScript and check parity at several shapes.
 
@@ -114,12 +116,13 @@ def export(
             allow_pickle=trust_pickle,
             progress=lambda message: status.update(message),
         )
-    from dlopt.commands._tables import parity_table
+    from dlopt.commands._tables import parity_table, stripped_note
 
     out = Console()
     for result in results:
         out.print(parity_table(result))
         out.print(f"[green]wrote[/green] {result.path}  (manifest {result.manifest_path.name})")
+        out.print(stripped_note(result.manifest_path))
 
 
 def default_output_dir(source: str) -> Path:

@@ -10,6 +10,7 @@ import typer
 
 from dlopt.commands._common import (
     InputOpt,
+    KeepDebugMetadataOpt,
     SourceArg,
     TrustPickleOpt,
     WeightsOpt,
@@ -141,6 +142,7 @@ def prune(
         typer.Option("--output", "-o", help="Output folder. Default: out/<model name>_pruned."),
     ] = None,
     trust_pickle: TrustPickleOpt = False,
+    keep_debug_metadata: KeepDebugMetadataOpt = False,
 ) -> None:
     """Prune a PyTorch model and save it whole as TorchScript and ONNX (parity-checked).
 
@@ -151,6 +153,7 @@ def prune(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    from dlopt.commands._tables import stripped_note
     from dlopt.commands.export import default_output_dir
     from dlopt.optimize.prune import PruneOptions, prune_model
 
@@ -218,6 +221,7 @@ def prune(
         out.print(f"kept (output layers): {', '.join(result.kept_layers)}")
     for artifact in result.artifacts:
         out.print(f"[green]wrote[/green] {artifact.path}  (manifest {artifact.manifest_path.name})")
+        out.print(stripped_note(artifact.manifest_path))
 
 
 def summary_table(result: PruneResult) -> Table:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dlopt.commands._common import report_errors
+from dlopt.commands._common import KeepDebugMetadataOpt, report_errors
 
 if TYPE_CHECKING:
     from dlopt.optimize.quantize import QuantizeOptions
@@ -113,6 +113,7 @@ def quantize(
         Path | None,
         typer.Option("--output", "-o", help="Output folder. Default: out/<name>_<precision>."),
     ] = None,
+    keep_debug_metadata: KeepDebugMetadataOpt = False,
 ) -> None:
     """Quantize an FP32 model for a target runtime, with the library made for it.
 
@@ -126,6 +127,7 @@ def quantize(
     """
     from rich.console import Console
 
+    from dlopt.commands._tables import stripped_note
     from dlopt.optimize.quantize import QuantizeOptions, quantize_model
 
     options = QuantizeOptions(
@@ -151,6 +153,7 @@ def quantize(
         )
     out = Console()
     out.print(f"[green]wrote[/green] {result.path}  (manifest {result.manifest_path.name})")
+    out.print(stripped_note(result.manifest_path))
     drift = result.details.get("drift", {})
     summary = ", ".join(
         f"{key} {drift[key]:.4g}"

@@ -30,6 +30,7 @@ MODES = ("solo", "outputs", "interleaved")
 LATENCY_BATCHES = 8  # distinct input batches the timed runs rotate through
 MIN_TIMED_RUNS = 10
 RESULT_FILE = "result.json"
+MODEL_KEY_BYTES = 32
 
 
 @dataclass
@@ -59,6 +60,8 @@ class WorkerJob:
     memory_limit_mb: int | None = None
     provider: str | None = None
     trust_pickle: bool = False
+    # Encrypted artifacts: the key arrives on stdin, never in this file or the environment.
+    model_key_on_stdin: bool = False
     schema: str = JOB_SCHEMA
 
     def to_json(self) -> str:
@@ -73,11 +76,12 @@ class WorkerJob:
 
 def main(argv: list[str]) -> int:
     job = WorkerJob.from_dict(json.loads(Path(argv[0]).read_text()))
+    model_key = sys.stdin.buffer.read(MODEL_KEY_BYTES) if job.model_key_on_stdin else None
     output_dir = Path(job.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     try:
         limit_memory(job.memory_limit_mb)
-        result = run_job(job)
+        result = run_job(job, model_key)
     except Exception as error:
         from dlopt.errors import DloptError
 
@@ -128,8 +132,10 @@ def _is_out_of_memory(error: BaseException) -> bool:
     return any(marker in text for marker in _OUT_OF_MEMORY_MARKERS)
 
 
-def run_job(job: WorkerJob) -> dict[str, Any]:
-    """Run a job in this process; returns the result dict (also used by tests)."""
+def run_job(job: WorkerJob, model_key: bytes | None = None) -> dict[str, Any]:
+    """Run a job in this process; returns the result dict (also used by tests).
+
+    `model_key` decrypts encrypted artifacts in memory (dlopt.backends.encrypted)."""
     import numpy as np
 
     from dlopt.backends import get_backend
@@ -153,6 +159,7 @@ def run_job(job: WorkerJob) -> dict[str, Any]:
         Path(job.weights) if job.weights else None,
         job.provider,
         allow_pickle=job.trust_pickle,
+        model_key=model_key,
     )
     models: dict[str, dict[str, Any]] = {}
     sessions = {}

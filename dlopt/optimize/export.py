@@ -29,6 +29,7 @@ from dlopt.artifacts import (
 )
 from dlopt.errors import ExportError, InputSpecError
 from dlopt.optimize.parity import ParityReport, Tolerance, check_parity
+from dlopt.provenance import source_record
 from dlopt.sources import LoadedModel, load_torch_model
 from dlopt.specs import SPEC_HELP, TensorSpec, parse_input_specs, random_feed
 
@@ -423,11 +424,7 @@ def _manifest(
         inputs=[spec.to_dict() for spec in specs],
         outputs=list(output_names),
         opset=opset,
-        source={
-            "reference": loaded.ref.text,
-            "kind": loaded.ref.kind,
-            "weights_sha256": loaded.weights_sha256,
-        },
+        source=source_record(loaded),
         recipe={"step": "export", "format": fmt, **recipe},
         checks={"parity": parity.to_dict()},
     )

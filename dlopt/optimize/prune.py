@@ -28,6 +28,7 @@ from dlopt.artifacts import Manifest, read_manifest, staging_dir, write_manifest
 from dlopt.data import DataSource
 from dlopt.errors import PruneError
 from dlopt.optimize.export import ExportOptions, ExportResult, export_loaded_model
+from dlopt.provenance import source_record
 from dlopt.sources import LoadedModel, load_torch_model
 from dlopt.specs import TensorSpec
 
@@ -389,11 +390,7 @@ def _export(
     """Export into a staging folder, record the recipe in the manifests, then move into place."""
     pruned_loaded = LoadedModel(pruned, loaded.ref, list(specs), loaded.weights_sha256)
     recipe = result.to_dict()
-    parent = {
-        "reference": loaded.ref.text,
-        "kind": loaded.ref.kind,
-        "weights_sha256": loaded.weights_sha256,
-    }
+    parent = source_record(loaded)  # the source, not an artifact: pruning starts there
     with staging_dir(output_dir) as staging:
         exported = export_loaded_model(
             pruned_loaded, specs, staging, ExportOptions(seed=result.options.seed), say
