@@ -62,6 +62,7 @@ def verify_path(path: Path, key: bytes | None = None, follow_parents: bool = Tru
         )
         if not manifests:
             walker.report.problems.append(f"{path} holds no dlopt manifest: nothing to verify")
+        walker.register_encrypted(manifests)
         for manifest in manifests:
             walker.visit(_artifact_of(manifest))
         walker.report.problems += [
@@ -105,6 +106,20 @@ class _Walker:
         self.visited: set[Path] = set()
         self.accounted: set[Path] = set()
         self.vouched: set[Path] = set()  # plaintexts an encrypted copy stands for
+
+    def register_encrypted(self, manifests: list[Path]) -> None:
+        """Plaintexts held only as encrypted copies, before any is visited (in any order);
+        each encrypted copy is itself checked when visited."""
+        for manifest_file in manifests:
+            try:
+                manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                continue  # reported when visited
+            parent = manifest.get("parent") or {}
+            if manifest.get("format") == "encrypted" and parent.get("path"):
+                plaintext = resolve_recorded(str(parent["path"]), manifest_file.parent)
+                if plaintext is not None:
+                    self.vouched.add(plaintext.resolve())
 
     def visit(self, artifact: Path) -> None:
         resolved = artifact.resolve()
