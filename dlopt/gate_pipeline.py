@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlopt import __version__
 from dlopt.artifacts import cpu_info, ensure_writable_dir, read_manifest
@@ -27,6 +27,9 @@ from dlopt.gate_config import GateConfig, VariantConfig
 from dlopt.gate_judge import MB, judge_against_baseline, judge_row, paired_accuracy_drop, speedup_of
 from dlopt.metadata_strip import debug_metadata_kept
 from dlopt.provenance import portable, resolve_recorded
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 REPORT_SCHEMA_VERSION = 1
 REFERENCE = "fp32"
@@ -59,7 +62,7 @@ def run_gate(
     only: Sequence[str] = (),
     baseline: Path | None = None,
     progress: Progress | None = None,
-    signing_key: Any = None,
+    signing_key: Ed25519PrivateKey | None = None,
     model_key: bytes | None = None,
 ) -> GateOutcome:
     """Run the flow and write the reports and the attestation (signed with `signing_key`, an
@@ -114,7 +117,7 @@ def run_gate(
         "rows": rows,
         "gates": [gate.to_dict() for gate in gates],
     }
-    report = portable(_json_safe(report), output_dir.resolve())
+    report = portable(_json_safe(report), output_dir)
     paths = write_reports(report, output_dir)
     if not debug_metadata_kept():
         _remove_bench_scratch(output_dir)

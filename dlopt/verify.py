@@ -152,7 +152,7 @@ class _Walker:
             return None
         recorded = manifest.get(SEAL_KEY)
         if not recorded:
-            self._problem(f"{sidecar} has no seal (edited, or written by dlopt before 0.2)")
+            self._problem(f"{sidecar} has no seal (edited, or written before manifest schema 2)")
         elif recorded != seal(manifest):
             self._problem(f"{sidecar} was edited after it was written: its seal does not match")
         return manifest
