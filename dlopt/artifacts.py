@@ -25,10 +25,11 @@ from typing import Any
 
 from dlopt import __version__
 from dlopt.errors import ArtifactError
+from dlopt.trust.provenance import STAGING_PREFIX
 
 MANIFEST_SUFFIX = ".dlopt.json"
-STAGING_PREFIX = ".dlopt-staging-"
-MANIFEST_SCHEMA_VERSION = 1
+# 2: relative paths, companion-file hashes, debug-metadata record and the manifest's own seal.
+MANIFEST_SCHEMA_VERSION = 2
 # Write failures that the user fixes, not dlopt: errno -> what to do about it.
 WRITE_FAILURE_HINTS = {
     errno.ENOSPC: "free disk space there, or choose another output folder (-o)",
@@ -90,6 +91,11 @@ class Manifest:
     tool_versions: dict[str, str] = field(default_factory=lambda: tool_versions())
     cpu: dict[str, Any] = field(default_factory=lambda: cpu_info())
     schema_version: int = MANIFEST_SCHEMA_VERSION
+    # Files that belong to the model (IR .bin, ONNX external data): name -> sha256.
+    companions: dict[str, str] = field(default_factory=dict)
+    # What dlopt.trust.metadata_strip removed (or that it was kept), with the sizes.
+    debug_metadata: dict[str, Any] = field(default_factory=dict)
+    manifest_sha256: str = ""  # the seal: sha256 of the rest (dlopt.trust.provenance.seal)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
@@ -115,12 +121,43 @@ def read_manifest(artifact_path: Path) -> dict[str, Any] | None:
 
 
 def write_manifest(artifact_path: Path, manifest: Manifest) -> Path:
-    """Fill in the file's hash and size, then write the sidecar atomically."""
+    """Finish an artifact and write its sidecar atomically.
+
+    First the file loses what it says about the build machine (dlopt.trust.metadata_strip, unless
+    `--keep-debug-metadata`); then the file and its companions are hashed, the manifest's
+    paths made relative to the artifact's folder and the manifest sealed (dlopt.trust.provenance),
+    so that `dlopt verify` can re-check all of it.
+    """
+    from dlopt.trust.metadata_strip import strip_debug_metadata
+    from dlopt.trust.provenance import final_folder, portable, seal
+
+    stripped = strip_debug_metadata(artifact_path)
+    if stripped is not None and (stripped.entries_removed or not manifest.debug_metadata):
+        manifest.debug_metadata = stripped.to_dict()  # a re-write keeps the first record
     manifest.sha256 = sha256_file(artifact_path)
     manifest.size_bytes = artifact_size_bytes(artifact_path)
+    manifest.companions = {file.name: sha256_file(file) for file in companion_files(artifact_path)}
+    data = portable(asdict(manifest), final_folder(artifact_path))
+    data["manifest_sha256"] = manifest.manifest_sha256 = seal(data)
     path = manifest_path(artifact_path)
-    atomic_write_text(path, manifest.to_json())
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
     return path
+
+
+def companion_files(artifact_path: Path) -> list[Path]:
+    """The files that belong to a model file: an IR's `.bin`, an ONNX model's external data."""
+    if artifact_path.suffix == ".xml":
+        weights = artifact_path.with_suffix(".bin")
+        return [weights] if weights.is_file() else []
+    if artifact_path.suffix == ".onnx":
+        from dlopt.errors import DloptError
+        from dlopt.onnx_safety import check_external_data_paths
+
+        try:
+            return sorted(set(check_external_data_paths(artifact_path)))
+        except DloptError:
+            return []  # not a readable ONNX file: nothing to list; verify reports the file
+    return []
 
 
 def artifact_size_bytes(artifact_path: Path) -> int:

@@ -19,11 +19,14 @@ from dlopt import __version__
 from dlopt.commands import backends as backends_command
 from dlopt.commands import bench as bench_command
 from dlopt.commands import build as build_command
+from dlopt.commands import encrypt as encrypt_command
 from dlopt.commands import export as export_command
 from dlopt.commands import gate as gate_command
+from dlopt.commands import keygen as keygen_command
 from dlopt.commands import prune as prune_command
 from dlopt.commands import quantize as quantize_command
 from dlopt.commands import report as report_command
+from dlopt.commands import verify as verify_command
 from dlopt.commands._common import INTERRUPTED, report_errors
 from dlopt.errors import ExitCode
 
@@ -92,6 +95,9 @@ _register("gate", gate_command.gate, gate_command.EXAMPLES)
 _register("prune", prune_command.prune, prune_command.EXAMPLES)
 _register("report", report_command.report, report_command.EXAMPLES)
 _register("build", build_command.build, build_command.EXAMPLES)
+_register("verify", verify_command.verify, verify_command.EXAMPLES)
+_register("keygen", keygen_command.keygen, keygen_command.EXAMPLES)
+_register("encrypt", encrypt_command.encrypt, encrypt_command.EXAMPLES)
 
 
 def main() -> None:

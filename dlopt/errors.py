@@ -81,6 +81,21 @@ class BudgetNotMetError(DloptError):
     exit_code = ExitCode.GATE_FAILED
 
 
+class VerificationError(DloptError):
+    """An artifact, a manifest, a parent or an attestation does not match what was recorded
+    or signed (`dlopt verify`). Exit 1: the check ran and failed."""
+
+    exit_code = ExitCode.GATE_FAILED
+
+
+class KeyFileError(DloptError):
+    """A signing or encryption key is missing, unreadable or of the wrong kind."""
+
+
+class DecryptionError(DloptError):
+    """An encrypted artifact cannot be decrypted: wrong key, truncated or tampered file."""
+
+
 _TERMINAL_CODES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 

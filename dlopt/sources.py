@@ -62,6 +62,7 @@ class LoadedModel:
     default_inputs: list[TensorSpec] = field(default_factory=list)
     weights_sha256: str | None = None
     description: dict[str, Any] = field(default_factory=dict)
+    weights_path: Path | None = None
 
 
 def parse_source(text: str) -> SourceRef:
@@ -92,7 +93,8 @@ def parse_source(text: str) -> SourceRef:
 
 
 def detect_file_format(path: Path) -> str:
-    """`torchscript`, `exported_program`, `state_dict`, `onnx` or `openvino_ir`, by content."""
+    """`torchscript`, `exported_program`, `state_dict`, `onnx`, `openvino_ir` or `encrypted`,
+    by content."""
     if path.is_dir():
         raise SourceError(f"{path} is a folder, not a model file", FACTORY_HELP)
     try:
@@ -104,6 +106,8 @@ def detect_file_format(path: Path) -> str:
         ) from error
     if not head:
         raise SourceError(f"{path} is empty", "re-create or re-download the model file")
+    if head.startswith(b"DLOPTENC"):
+        return "encrypted"  # dlopt.trust.encryption; the backends decrypt it in memory
     if head.startswith(b"PK\x03\x04"):
         kind = _torch_zip_kind(path)
         if path.suffix in (".onnx", ".xml"):
@@ -163,14 +167,24 @@ def load_torch_model(
     weights: Path | None = None,
     allow_pickle: bool = False,
 ) -> LoadedModel:
-    """Load a torch model from a source, in eval mode; raises SourceError or WeightsError."""
+    """Load a torch model from a source, in eval mode; raises SourceError or WeightsError.
+
+    `allow_pickle` lets weights pickles hold more than tensors and skips the `.pt2` safety
+    checks (dlopt.trust.pickle_safety): only for files the user trusts.
+    """
     ref = parse_source(source) if isinstance(source, str) else source
     if ref.kind == "factory":
         module, default_inputs = _load_factory(ref)
     elif ref.kind == "torchscript":
         module, default_inputs = _load_torchscript(ref), []
     elif ref.kind == "exported_program":
-        module, default_inputs = _load_exported_program(ref), []
+        module, default_inputs = _load_exported_program(ref, allow_pickle), []
+    elif ref.kind == "encrypted":
+        raise SourceError(
+            f"{ref.text} is an encrypted artifact; this command needs the model in plaintext",
+            "bench, gate and verify run encrypted artifacts (with --key-file); to work on the "
+            "model itself, use the plaintext it was encrypted from",
+        )
     elif ref.kind == "state_dict":
         raise SourceError(
             f"{ref.text} holds weights (a state_dict), not a model",
@@ -191,7 +205,7 @@ def load_torch_model(
         weights_sha256 = load_weights(module, weights, allow_pickle=allow_pickle)
     if ref.kind != "exported_program":  # an ExportedProgram's module refuses eval(); it is frozen
         module.eval()
-    return LoadedModel(module, ref, default_inputs, weights_sha256)
+    return LoadedModel(module, ref, default_inputs, weights_sha256, weights_path=weights)
 
 
 def _load_factory(ref: SourceRef) -> tuple[torch.nn.Module, list[TensorSpec]]:
@@ -314,11 +328,14 @@ def _load_torchscript(ref: SourceRef) -> torch.nn.Module:
         ) from error
 
 
-def _load_exported_program(ref: SourceRef) -> torch.nn.Module:
-    import torch
+def _load_exported_program(ref: SourceRef, allow_pickle: bool) -> torch.nn.Module:
+    from dlopt.trust.pickle_safety import UnsafeModelError, load_exported_program
 
+    assert ref.path is not None
     try:
-        return torch.export.load(str(ref.path)).module()
+        return load_exported_program(ref.path, allow_pickle).module()
+    except UnsafeModelError:
+        raise
     except Exception as error:
         raise SourceError(
             f"cannot load ExportedProgram {ref.path}: {type(error).__name__}: {str(error)[:200]}",
@@ -426,3 +443,22 @@ def onnx_input_specs(path: Path) -> list[TensorSpec]:
             )
         specs.append(spec_from_graph(graph_input.name, dims, dtype))
     return specs
+
+
+def source_record(loaded: LoadedModel) -> dict[str, Any]:
+    """The manifest's `source` block: the model reference (absolute here, made portable when
+    written), its kind, and the sha256 of the model file and of the weights."""
+    from dlopt.artifacts import sha256_file
+
+    ref = loaded.ref
+    reference = ref.text
+    record: dict[str, Any] = {"reference": reference, "kind": ref.kind}
+    if ref.path is not None:
+        absolute = str(ref.path.resolve())
+        reference = f"{absolute}:{ref.attribute}" if ref.attribute else absolute
+        record["reference"] = reference
+        record["file_sha256"] = sha256_file(ref.path) if ref.path.is_file() else None
+    record["weights_sha256"] = loaded.weights_sha256
+    if loaded.weights_path is not None:
+        record["weights"] = str(loaded.weights_path.resolve())
+    return record

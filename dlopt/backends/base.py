@@ -41,6 +41,9 @@ class LoadOptions:
     precision_hint: str | None = None
     weights: Path | None = None  # for a model.py:factory source on the torch backend
     provider: str | None = None  # onnxruntime: auto, tensorrt, cuda or cpu
+    allow_pickle: bool = False  # --trust-pickle: skip the .pt2 and weights pickle checks
+    # The AES-256 key of encrypted artifacts; never printed (repr) nor written anywhere.
+    model_key: bytes | None = field(default=None, repr=False)
 
     def resolved_threads(self) -> int:
         return self.threads if self.threads is not None else default_threads()
@@ -107,6 +110,7 @@ class ArtifactInfo:
     outputs: list[str] | None = None
     precision: str = "fp32"
     manifest: dict[str, Any] | None = field(default=None, repr=False)
+    encrypted: bool = False  # an `.enc` container; `format` is the model's inside it
 
 
 def describe_artifact(text: str) -> ArtifactInfo:
@@ -121,20 +125,33 @@ def describe_artifact(text: str) -> ArtifactInfo:
         inputs = static_default_inputs(ref.path) if ref.path is not None else None
         return ArtifactInfo(text, "factory", ref.path, inputs=inputs)
     manifest = read_manifest(ref.path)
+    if ref.kind == "encrypted":
+        from dlopt.trust.encryption import read_header
+
+        info = _from_manifest(text, read_header(ref.path).inner_format, ref.path, manifest)
+        info.encrypted = True
+        return info
     if manifest is None:
         if ref.kind == "onnx":
             from dlopt.sources import onnx_input_specs
 
             return ArtifactInfo(text, ref.kind, ref.path, inputs=onnx_input_specs(ref.path))
         return ArtifactInfo(text, ref.kind, ref.path)
+    return _from_manifest(text, ref.kind, ref.path, manifest)
+
+
+def _from_manifest(
+    text: str, kind: str, path: Path, manifest: dict[str, Any] | None
+) -> ArtifactInfo:
+    manifest = manifest or {}
     return ArtifactInfo(
         text,
-        ref.kind,
-        ref.path,
+        kind,
+        path,
         inputs=[TensorSpec.from_dict(item) for item in manifest.get("inputs", [])] or None,
         outputs=list(manifest.get("outputs", [])) or None,
         precision=str(manifest.get("precision", "fp32")),
-        manifest=manifest,
+        manifest=manifest or None,
     )
 
 

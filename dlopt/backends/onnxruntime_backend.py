@@ -60,10 +60,13 @@ class OnnxRuntimeSession(CheckedSession):
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         plan = ort_provider_plan(options.provider or "auto", ort.get_available_providers())
         self.where = f"onnxruntime session for {artifact.text}"
+        model: str | bytes = str(artifact.path)
+        if artifact.encrypted:
+            from dlopt.backends.encrypted import decrypted_members
+
+            model = next(iter(decrypted_members(artifact, options).values()))
         try:
-            self.session = ort.InferenceSession(
-                str(artifact.path), sess_options=session_options, providers=plan
-            )
+            self.session = ort.InferenceSession(model, sess_options=session_options, providers=plan)
         except Exception as error:
             raise BackendError(
                 f"ONNX Runtime cannot load {artifact.text}: {str(error).splitlines()[0][:300]}",

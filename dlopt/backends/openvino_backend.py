@@ -67,6 +67,7 @@ class OpenVinoBackend:
 def _recorded_hint(info: ArtifactInfo) -> str | None:
     """The precision hint the IR's manifest says it was made for (a bf16 IR records bf16)."""
     recipe = (info.manifest or {}).get("recipe") or {}
+    recipe = recipe.get("parent_recipe", recipe) if info.encrypted else recipe
     hint = (recipe.get("compile_properties") or {}).get("INFERENCE_PRECISION_HINT")
     return hint if isinstance(hint, str) else None
 
@@ -78,8 +79,13 @@ class OpenVinoSession(CheckedSession):
         threads = options.resolved_threads()
         self.where = f"openvino session for {artifact.text}"
         core = ov.Core()
+        if artifact.encrypted:
+            from dlopt.backends.encrypted import openvino_model
+
+            model = openvino_model(core, artifact, options)
         try:
-            model = core.read_model(str(artifact.path))
+            if not artifact.encrypted:
+                model = core.read_model(str(artifact.path))
             properties = compile_properties(precision_hint)
             device = properties.pop("device")
             config = {**properties, "INFERENCE_NUM_THREADS": threads}

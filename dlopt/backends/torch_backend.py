@@ -46,7 +46,14 @@ class TorchSession(CheckedSession):
 
         threads = options.resolved_threads()
         torch.set_num_threads(threads)
-        loaded = load_torch_model(artifact.text, options.weights)
+        if artifact.encrypted:
+            from dlopt.backends.encrypted import torch_module
+            from dlopt.sources import LoadedModel, parse_source
+
+            module = torch_module(artifact, options)
+            loaded = LoadedModel(module, parse_source(artifact.text))
+        else:
+            loaded = load_torch_model(artifact.text, options.weights, options.allow_pickle)
         self.model = loaded.module
         self.where = f"torch session for {artifact.text}"
         inputs = artifact.inputs or loaded.default_inputs

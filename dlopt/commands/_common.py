@@ -49,8 +49,38 @@ TrustPickleOpt = Annotated[
     bool,
     typer.Option(
         "--trust-pickle",
-        help="Allow weights pickles that hold more than tensors. Unpickling runs code: only for "
-        "files you trust.",
+        help="Load pickles that hold more than tensors (weights, .pt2 ExportedPrograms). "
+        "Unpickling runs code: only for files you trust.",
+    ),
+]
+
+
+def _keep_debug_metadata(value: bool) -> bool:
+    from dlopt.trust.metadata_strip import keep_debug_metadata
+
+    keep_debug_metadata(value)  # called for every invocation, with the default too
+    return value
+
+
+KeepDebugMetadataOpt = Annotated[
+    bool,
+    typer.Option(
+        "--keep-debug-metadata",
+        callback=_keep_debug_metadata,
+        help="Keep the build machine's debug metadata in the artifacts (exporter stack traces "
+        "with source paths, TorchScript debug pickles, converter parameters; the gate's worker "
+        "logs). Default: stripped, and the manifest records the sizes.",
+    ),
+]
+
+ModelKeyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--key-file",
+        help="AES-256 key of encrypted (.enc) artifacts, from `dlopt keygen --model-key`. "
+        "Default: DLOPT_MODEL_KEY (a key file's path, or its one line). Decrypted only in "
+        "memory.",
+        show_default=False,
     ),
 ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich import box
@@ -85,3 +86,19 @@ def _text(value: Any) -> str:
 
 def _number(value: Any) -> str:
     return "—" if value is None else f"{value:.4g}"
+
+
+def stripped_note(manifest_file: Path) -> str:
+    """One line on the debug metadata stripped from an artifact (from its manifest)."""
+    from dlopt.artifacts import read_manifest
+
+    artifact = manifest_file.with_name(manifest_file.name.removesuffix(".dlopt.json"))
+    record = (read_manifest(artifact) or {}).get("debug_metadata") or {}
+    if not record:
+        return ""
+    if record.get("kept"):
+        return "  debug metadata kept (--keep-debug-metadata): it names this machine's paths"
+    return (
+        f"  stripped {record['entries_removed']} debug metadata entries: "
+        f"{record['size_bytes_before']:,} -> {record['size_bytes_after']:,} bytes"
+    )

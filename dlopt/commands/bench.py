@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from dlopt.commands._common import ModelKeyOpt, TrustPickleOpt
+
 if TYPE_CHECKING:
     from dlopt.harness.bench import BenchReport
 
@@ -21,6 +23,8 @@ Examples:
 
   dlopt bench models/digits_cnn/model.py:create_model -w models/digits_cnn/weights.pt \\
       --backend torch --threads 2
+
+  dlopt bench out/cnn-enc/model.onnx.enc --key-file model.key -b onnxruntime -b openvino
 
 A failed row (the worker crashed, ran out of memory or timed out) is printed in red and recorded
 in the reports; it does not by itself make the command fail (exit 0). Bad input exits 2.
@@ -101,6 +105,8 @@ def bench(
             show_default=False,
         ),
     ] = None,
+    trust_pickle: TrustPickleOpt = False,
+    key_file: ModelKeyOpt = None,
 ) -> None:
     """Measure each model on each backend, each pair in a fresh worker process.
 
@@ -116,6 +122,7 @@ def bench(
     from dlopt.harness.bench import BenchSettings, run_bench
     from dlopt.harness.bench_report import render_markdown, write_json
     from dlopt.path_safety import check_outputs
+    from dlopt.trust.keys import load_model_key
 
     if iterations is not None and min_time is not None:
         raise ConfigError("both --iterations and --min-time given", "give one of them")
@@ -136,6 +143,7 @@ def bench(
         seed=seed,
         memory_limit_mb=memory_limit,
         provider=provider,
+        trust_pickle=trust_pickle,
     )
     if provider in ("tensorrt", "cuda"):
         # Before any worker starts: a GPU provider that is not installed is the user's to fix.
@@ -146,7 +154,9 @@ def bench(
         ort_provider_plan(provider, ort.get_available_providers())
     console = Console(stderr=True)
     with console.status("benchmarking") as status:
-        report = run_bench(models, settings, output_dir, progress=status.update)
+        report = run_bench(
+            models, settings, output_dir, status.update, model_key=load_model_key(key_file)
+        )
     Console().print(bench_table(report))
     if json_path is not None:
         write_json(report, json_path)

@@ -10,6 +10,7 @@ import typer
 
 from dlopt.commands._common import (
     InputOpt,
+    KeepDebugMetadataOpt,
     SourceArg,
     TrustPickleOpt,
     WeightsOpt,
@@ -121,6 +122,7 @@ def build(
     input_specs: InputOpt = None,
     weights: WeightsOpt = None,
     trust_pickle: TrustPickleOpt = False,
+    keep_debug_metadata: KeepDebugMetadataOpt = False,
 ) -> None:
     """Build a deployment engine from an ONNX file or a torch model.
 
@@ -132,6 +134,7 @@ def build(
     from rich.console import Console
     from rich.markup import escape
 
+    from dlopt.commands._tables import stripped_note
     from dlopt.commands.export import default_output_dir
     from dlopt.optimize.build import BuildOptions, build_engine
     from dlopt.path_safety import check_outputs
@@ -174,3 +177,4 @@ def build(
         f"[green]wrote[/green] {escape(str(result.path))} ({result.backend}, {result.precision}; "
         f"manifest {result.manifest_path.name})"
     )
+    out.print(stripped_note(result.manifest_path))

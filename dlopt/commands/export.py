@@ -10,6 +10,7 @@ import typer
 
 from dlopt.commands._common import (
     InputOpt,
+    KeepDebugMetadataOpt,
     SourceArg,
     TrustPickleOpt,
     WeightsOpt,
@@ -75,6 +76,7 @@ def export(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random parity inputs.")] = 0,
     trust_pickle: TrustPickleOpt = False,
+    keep_debug_metadata: KeepDebugMetadataOpt = False,
 ) -> None:
     """Export a PyTorch model to ONNX and/or TorchScript and check parity at several shapes.
 
@@ -118,7 +120,7 @@ def export(
         )
     from rich.markup import escape
 
-    from dlopt.commands._tables import parity_table
+    from dlopt.commands._tables import parity_table, stripped_note
 
     out = Console()
     for result in results:
@@ -127,6 +129,7 @@ def export(
             f"[green]wrote[/green] {escape(str(result.path))}  "
             f"(manifest {escape(result.manifest_path.name)})"
         )
+        out.print(stripped_note(result.manifest_path))
 
 
 def default_output_dir(source: str) -> Path:

@@ -10,6 +10,7 @@ import typer
 
 from dlopt.commands._common import (
     InputOpt,
+    KeepDebugMetadataOpt,
     SourceArg,
     TrustPickleOpt,
     WeightsOpt,
@@ -139,6 +140,7 @@ def prune(
         typer.Option("--output", "-o", help="Output folder. Default: out/<model name>_pruned."),
     ] = None,
     trust_pickle: TrustPickleOpt = False,
+    keep_debug_metadata: KeepDebugMetadataOpt = False,
 ) -> None:
     """Prune a PyTorch model and save it whole as TorchScript and ONNX (parity-checked).
 
@@ -150,6 +152,7 @@ def prune(
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    from dlopt.commands._tables import stripped_note
     from dlopt.commands.export import default_output_dir
     from dlopt.optimize.prune import PruneOptions, prune_model
     from dlopt.path_safety import check_outputs
@@ -222,6 +225,7 @@ def prune(
             f"[green]wrote[/green] {escape(str(artifact.path))}  "
             f"(manifest {escape(artifact.manifest_path.name)})"
         )
+        out.print(stripped_note(artifact.manifest_path))
 
 
 def summary_table(result: PruneResult) -> Table:

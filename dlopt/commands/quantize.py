@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from dlopt.commands._common import KeepDebugMetadataOpt
+
 if TYPE_CHECKING:
     from dlopt.optimize.quantize import QuantizeOptions
 
@@ -110,6 +112,7 @@ def quantize(
         Path | None,
         typer.Option("--output", "-o", help="Output folder. Default: out/<name>_<precision>."),
     ] = None,
+    keep_debug_metadata: KeepDebugMetadataOpt = False,
 ) -> None:
     """Quantize an FP32 model for a target runtime, with the library made for it.
 
@@ -124,6 +127,7 @@ def quantize(
     from rich.console import Console
     from rich.markup import escape
 
+    from dlopt.commands._tables import stripped_note
     from dlopt.optimize.quantize import QuantizeOptions, quantize_model
     from dlopt.path_safety import check_outputs
 
@@ -153,6 +157,7 @@ def quantize(
     out.print(
         f"[green]wrote[/green] {escape(str(result.path))}  (manifest {result.manifest_path.name})"
     )
+    out.print(stripped_note(result.manifest_path))
     drift = result.details.get("drift", {})
     summary = ", ".join(
         f"{key} {drift[key]:.4g}"

@@ -39,6 +39,8 @@ class ModelConfig:
     source: str
     weights: str | None = None
     inputs: tuple[str, ...] = ()
+    # Load pickles that hold more than tensors (weights, .pt2): only for files you trust.
+    trust_pickle: bool = False
 
 
 @dataclass(frozen=True)
@@ -212,6 +214,7 @@ def parse_gate_config(raw: Mapping[str, Any], path: Path) -> GateConfig:
         source=resolve_reference(model.source, base),
         weights=str(_resolve_path(model.weights, base)) if model.weights else None,
         inputs=tuple(model.inputs),
+        trust_pickle=model.trust_pickle,
     )
     data = _build(DataConfig, "data", raw.get("data", {}))
     data = DataConfig(
@@ -321,6 +324,8 @@ def _check_types(cls: Any, where: str, values: Mapping[str, Any]) -> None:
         ok = True
         if annotation.startswith("tuple"):
             ok = isinstance(value, tuple) and all(isinstance(v, str) for v in value)
+        elif annotation.startswith("bool"):
+            ok = isinstance(value, bool)
         elif annotation.startswith("str"):
             ok = isinstance(value, str) or (value is None and "None" in annotation)
         elif annotation.startswith("int"):

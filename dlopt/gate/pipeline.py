@@ -14,15 +14,21 @@ import datetime as _dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlopt import __version__
 from dlopt.artifacts import cpu_info, ensure_writable_dir, read_manifest
 from dlopt.errors import BackendError, ConfigError, DloptError, ExitCode
+from dlopt.gate.attestation import attest_gate
 from dlopt.gate.config import REFERENCE_VARIANT, GateConfig, VariantConfig
 from dlopt.gate.judge import MB, judge_against_baseline, judge_row, paired_accuracy_drop, speedup_of
 from dlopt.gate.verdicts import GateResult, Verdict, exit_code, failed, overall_verdict, skipped
 from dlopt.jsonio import json_safe
+from dlopt.trust.metadata_strip import debug_metadata_kept
+from dlopt.trust.provenance import portable, resolve_recorded
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 REPORT_SCHEMA_VERSION = 1
 REFERENCE = REFERENCE_VARIANT
@@ -56,12 +62,18 @@ def run_gate(
     only: Sequence[str] = (),
     baseline: Path | None = None,
     progress: Progress | None = None,
+    signing_key: Ed25519PrivateKey | None = None,
+    model_key: bytes | None = None,
 ) -> GateOutcome:
-    """Run the flow and write the reports; raises DloptError only for bad input."""
+    """Run the flow and write the reports and the attestation (signed with `signing_key`, an
+    Ed25519 private key, when given); with `model_key` the artifacts are encrypted at rest
+    before they are benched. Raises DloptError only for bad input."""
     from dlopt.gate.recipes import check_recipe
     from dlopt.report.write import append_step_summary, read_report, write_reports
 
     say = progress or (lambda message: None)
+    # Absolute inside, so that every path written is made relative to the report folder.
+    output_dir = output_dir.resolve()
     variants = _selected(config.variants, only)
     for variant in variants:
         check_recipe(variant, config)
@@ -73,6 +85,8 @@ def run_gate(
     for variant in variants:
         say(f"making variant {variant.name} ({variant.kind})")
         made.append(_make(variant, reference, config, output_dir / "artifacts" / variant.name))
+    if model_key is not None:
+        _encrypt_at_rest(made, model_key, say)
     rows: list[dict[str, Any]] = []
     gates: list[GateResult] = []
     for artifact in made:
@@ -82,7 +96,7 @@ def run_gate(
             gates.append(failed(artifact.name, "-", "recipe", artifact.error))
     for backend in config.bench.backends:
         backend_rows, backend_gates = _bench_backend(
-            backend, made, variants, config, output_dir / "bench" / backend, say
+            backend, made, variants, config, output_dir / "bench" / backend, say, model_key
         )
         rows += backend_rows
         gates += backend_gates
@@ -91,7 +105,7 @@ def run_gate(
     verdict = overall_verdict(gates)
     report = {
         "schema_version": REPORT_SCHEMA_VERSION,
-        "kind": "dlopt.gate.verdicts.report",
+        "kind": "dlopt.gate.report",
         "dlopt_version": __version__,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "config": str(config.path),
@@ -103,10 +117,24 @@ def run_gate(
         "rows": rows,
         "gates": [gate.to_dict() for gate in gates],
     }
-    report = json_safe(report)
+    report = portable(json_safe(report), output_dir)
     paths = write_reports(report, output_dir)
     warning = append_step_summary(report)
+    if not debug_metadata_kept():
+        _remove_bench_scratch(output_dir)
+    paths["attestation.json"] = attest_gate(report, output_dir, config, signing_key)
     return GateOutcome(report, verdict, exit_code(verdict), paths, [warning] if warning else [])
+
+
+def _encrypt_at_rest(made: Sequence[VariantArtifact], key: bytes, say: Progress) -> None:
+    """Every artifact made becomes `<name>.enc` beside its plaintext manifest; the plaintext
+    files are deleted (they had to exist while the optimizers, which write files, ran)."""
+    from dlopt.trust.encryption import encrypt_in_place
+
+    for artifact in made:
+        if artifact.path is not None:
+            say(f"encrypting {artifact.name}")
+            artifact.path = encrypt_in_place(artifact.path, key)
 
 
 def _selected(variants: Sequence[VariantConfig], only: Sequence[str]) -> list[VariantConfig]:
@@ -129,6 +157,7 @@ def _export_reference(config: GateConfig, folder: Path) -> Path:
         config.model.inputs,
         weights,
         ExportOptions(formats=("onnx",)),
+        allow_pickle=config.model.trust_pickle,
     )
     return results[0].path
 
@@ -172,6 +201,7 @@ def _bench_backend(
     config: GateConfig,
     folder: Path,
     say: Progress,
+    model_key: bytes | None = None,
 ) -> tuple[list[dict[str, Any]], list[GateResult]]:
     from dlopt.backends import get_backend
     from dlopt.backends.base import describe_artifact
@@ -214,7 +244,7 @@ def _bench_backend(
         task=config.data.task,
         timeout_s=config.bench.timeout_s,
     )
-    bench = run_bench(list(runnable), settings, folder, progress=say).to_dict()
+    bench = run_bench(list(runnable), settings, folder, say, model_key).to_dict()
     reference_row = next(row for row in bench["rows"] if row["model"] == reference_path)
     rows: list[dict[str, Any]] = []
     for row in bench["rows"]:
@@ -311,7 +341,7 @@ def _variant_entry(variant: VariantArtifact) -> dict[str, Any]:
             break
         chain.append(manifest)
         parent = (manifest.get("parent") or {}).get("path")
-        path = Path(parent) if parent else None
+        path = resolve_recorded(parent, path.parent) if parent else None
     return {
         "name": variant.name,
         "kind": variant.kind,
@@ -320,3 +350,12 @@ def _variant_entry(variant: VariantArtifact) -> dict[str, Any]:
         "error": variant.error,
         "manifest_chain": chain,
     }
+
+
+def _remove_bench_scratch(output_dir: Path) -> None:
+    """The bench workers' job specs, logs and raw outputs: read by the gate, then removed, since
+    they hold local paths and warnings (`--keep-debug-metadata` keeps them)."""
+    import shutil
+
+    for jobs in (output_dir / "bench").glob("*/jobs"):
+        shutil.rmtree(jobs, ignore_errors=True)

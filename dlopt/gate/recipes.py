@@ -45,7 +45,14 @@ def make_variant(variant: VariantConfig, reference: Path, config: GateConfig, fo
         from dlopt.optimize.prune import prune_model
 
         weights = Path(config.model.weights) if config.model.weights else None
-        result = prune_model(config.model.source, folder, config.model.inputs, weights, options)
+        result = prune_model(
+            config.model.source,
+            folder,
+            config.model.inputs,
+            weights,
+            options,
+            allow_pickle=config.model.trust_pickle,
+        )
         return next(a.path for a in result.artifacts if a.format == "onnx")
     if variant.kind == "quantize":
         from dlopt.optimize.quantize import quantize_model

@@ -67,6 +67,8 @@ class BenchSettings:
     provider: str | None = None
     # Task metrics: auto (from the labels), classification, regression or none.
     task: str = "auto"
+    # Load pickles that hold more than tensors (.pt2, weights): only for trusted files.
+    trust_pickle: bool = False
 
     def __post_init__(self) -> None:
         positive = {
@@ -137,11 +139,14 @@ def run_bench(
     settings: BenchSettings,
     output_dir: Path,
     progress: Progress | None = None,
+    model_key: bytes | None = None,
 ) -> BenchReport:
     """Measure every model on every backend (see the module docstring); returns the report.
 
-    Raises DloptError for bad input (unknown backend, missing model, bad settings); a pair
-    that fails at run time is a failed row, not an exception.
+    `model_key` decrypts encrypted artifacts, in memory only: it reaches each worker through
+    its stdin, never a file, the environment or the report.
+    Raises DloptError for bad input (unknown backend, missing model, bad settings, a missing
+    or wrong key, an altered encrypted file); a pair that fails at run time is a failed row.
     """
     from dlopt.artifacts import cpu_info, ensure_writable_dir, tool_versions
     from dlopt.backends import get_backend
@@ -154,6 +159,14 @@ def run_bench(
     if settings.reference is not None and settings.reference not in names:
         names.insert(0, settings.reference)
     artifacts = {name: describe_artifact(name) for name in names}
+    if not settings.trust_pickle:  # here, so that a refused file exits 2 before any worker
+        from dlopt.trust.pickle_safety import check_exported_program
+
+        for artifact in artifacts.values():
+            path = None if artifact.encrypted else artifact.path
+            if artifact.format == "exported_program" and path is not None:
+                check_exported_program(path.read_bytes(), str(path))
+    _check_decryptable([a for a in artifacts.values() if a.encrypted], model_key, say)
     backends = {name: get_backend(name) for name in dict.fromkeys(settings.backends)}
     _check_data(settings, [artifact.inputs for artifact in artifacts.values()], say)
     ensure_writable_dir(output_dir)  # only once the input is known to be good
@@ -186,16 +199,17 @@ def run_bench(
         mode = "solo" if len(runnable) == 1 else "outputs"
         for pair in runnable:
             say(f"{pair.model} on {backend_name}")
-            job = _job(settings, mode, backend_name, [pair], jobs_dir / pair.id)
-            pair.result = _run_worker(job, settings.timeout_s, pair.row)
+            job = _job(settings, mode, backend_name, [pair], jobs_dir / pair.id, model_key)
+            pair.result = _run_worker(job, settings.timeout_s, pair.row, model_key)
             if pair.result is not None:
                 _fill_row(pair.row, pair.result["models"][pair.id], pair.result)
         done = [p for p in runnable if p.row.status == "ok"]
         if mode == "outputs" and done:  # timed runs of the survivors, interleaved
             say(f"interleaved timed runs on {backend_name}")
-            job = _job(settings, "interleaved", backend_name, done, jobs_dir / f"{backend_name}-ab")
+            folder = jobs_dir / f"{backend_name}-ab"
+            job = _job(settings, "interleaved", backend_name, done, folder, model_key)
             holder = BenchRow("", backend_name, "ok")
-            result = _run_worker(job, settings.timeout_s, holder)
+            result = _run_worker(job, settings.timeout_s, holder, model_key)
             for pair in done:
                 if result is None:
                     pair.row.warnings.append(f"interleaved timed runs failed: {holder.reason}")
@@ -210,6 +224,17 @@ def run_bench(
         environment={"cpu": cpu_info(), "tool_versions": tool_versions()},
         created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
+
+
+def _check_decryptable(encrypted: Sequence[Any], key: bytes | None, say: Progress) -> None:
+    """Here, before any worker: a missing or wrong key, or a truncated or altered file, is a
+    one-line error (exit 2). The plaintext is dropped at once."""
+    from dlopt.backends.base import LoadOptions
+    from dlopt.backends.encrypted import decrypted_members
+
+    for artifact in encrypted:
+        say(f"checking {artifact.text} decrypts")
+        decrypted_members(artifact, LoadOptions(model_key=key))
 
 
 def _size_bytes(path: Path | None, weights: str | None) -> int | None:
@@ -230,7 +255,12 @@ def _settings_dict(settings: BenchSettings, models: list[str]) -> dict[str, Any]
 
 
 def _job(
-    settings: BenchSettings, mode: str, backend: str, pairs: list[_Pair], directory: Path
+    settings: BenchSettings,
+    mode: str,
+    backend: str,
+    pairs: list[_Pair],
+    directory: Path,
+    model_key: bytes | None = None,
 ) -> WorkerJob:
     return WorkerJob(
         mode=mode,
@@ -250,10 +280,14 @@ def _job(
         seed=settings.seed,
         memory_limit_mb=settings.memory_limit_mb,
         provider=settings.provider,
+        trust_pickle=settings.trust_pickle,
+        model_key_on_stdin=model_key is not None,
     )
 
 
-def _run_worker(job: WorkerJob, timeout_s: float, row: BenchRow) -> dict[str, Any] | None:
+def _run_worker(
+    job: WorkerJob, timeout_s: float, row: BenchRow, model_key: bytes | None = None
+) -> dict[str, Any] | None:
     """Run a job in a fresh process; on failure mark `row` failed and return None."""
     directory = Path(job.output_dir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -274,6 +308,8 @@ def _run_worker(job: WorkerJob, timeout_s: float, row: BenchRow) -> dict[str, An
                     str(job_file),
                     f"{PARENT_FD_FLAG}{parent_read}",
                 ],
+                # The model key travels over a pipe: never in the job file or the arguments.
+                stdin=subprocess.PIPE if model_key is not None else None,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # so a timeout kills the worker's children too
@@ -281,6 +317,10 @@ def _run_worker(job: WorkerJob, timeout_s: float, row: BenchRow) -> dict[str, An
             )
             os.close(parent_read)
             parent_read = -1
+            if model_key is not None and process.stdin is not None:
+                with contextlib.suppress(BrokenPipeError):
+                    process.stdin.write(model_key)
+                process.stdin.close()
             try:
                 returncode = process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:

@@ -35,6 +35,7 @@ LATENCY_BATCHES = 8  # distinct input batches the timed runs rotate through
 MIN_TIMED_RUNS = 10
 RESULT_FILE = "result.json"
 PARENT_FD_FLAG = "--parent-fd="
+MODEL_KEY_BYTES = 32
 
 
 @dataclass
@@ -64,6 +65,9 @@ class WorkerJob:
     seed: int = 0
     memory_limit_mb: int | None = None
     provider: str | None = None
+    trust_pickle: bool = False
+    # Encrypted artifacts: the key arrives on stdin, never in this file or the environment.
+    model_key_on_stdin: bool = False
     schema: str = JOB_SCHEMA
 
     def to_json(self) -> str:
@@ -83,11 +87,12 @@ def main(argv: list[str]) -> int:
         if argument.startswith(PARENT_FD_FLAG):
             follow_parent(int(argument[len(PARENT_FD_FLAG) :]))
     job = WorkerJob.from_dict(json.loads(Path(argv[0]).read_text()))
+    model_key = sys.stdin.buffer.read(MODEL_KEY_BYTES) if job.model_key_on_stdin else None
     output_dir = Path(job.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     try:
         limit_memory(job.memory_limit_mb)
-        result = run_job(job)
+        result = run_job(job, model_key)
     except Exception as error:
         from dlopt.errors import DloptError
 
@@ -170,8 +175,10 @@ def _is_out_of_memory(error: BaseException) -> bool:
     return any(marker in text for marker in _OUT_OF_MEMORY_MARKERS)
 
 
-def run_job(job: WorkerJob) -> dict[str, Any]:
-    """Run a job in this process; returns the result dict (also used by tests)."""
+def run_job(job: WorkerJob, model_key: bytes | None = None) -> dict[str, Any]:
+    """Run a job in this process; returns the result dict (also used by tests).
+
+    `model_key` decrypts encrypted artifacts in memory (dlopt.backends.encrypted)."""
     import numpy as np
 
     from dlopt.backends import get_backend
@@ -190,7 +197,12 @@ def run_job(job: WorkerJob) -> dict[str, Any]:
         "peak_rss_after_imports_bytes": peak_rss_bytes(),
     }
     options = LoadOptions(
-        job.threads, job.precision_hint, Path(job.weights) if job.weights else None, job.provider
+        job.threads,
+        job.precision_hint,
+        Path(job.weights) if job.weights else None,
+        job.provider,
+        allow_pickle=job.trust_pickle,
+        model_key=model_key,
     )
     models: dict[str, dict[str, Any]] = {}
     sessions = {}

@@ -75,6 +75,7 @@ def parent_record(model: ModelInput) -> dict[str, Any]:
     if model.path is not None and model.path.is_file():
         from dlopt.artifacts import sha256_file
 
+        record["path"] = str(model.path.resolve())  # written relative (dlopt.trust.provenance)
         record["sha256"] = sha256_file(model.path)
     if model.manifest:
         record["precision"] = model.manifest.get("precision")

@@ -10,7 +10,7 @@ from typing import Any
 from dlopt.artifacts import Manifest
 from dlopt.errors import ExportError
 from dlopt.optimize.export.parity import ParityReport, Tolerance
-from dlopt.sources import LoadedModel
+from dlopt.sources import LoadedModel, source_record
 from dlopt.specs import TensorSpec
 
 FORMATS = ("onnx", "torchscript")
@@ -77,11 +77,7 @@ def export_manifest(
         inputs=[spec.to_dict() for spec in specs],
         outputs=list(output_names),
         opset=opset,
-        source={
-            "reference": loaded.ref.text,
-            "kind": loaded.ref.kind,
-            "weights_sha256": loaded.weights_sha256,
-        },
+        source=source_record(loaded),
         recipe={"step": "export", "format": fmt, **recipe},
         checks={"parity": parity.to_dict()},
     )

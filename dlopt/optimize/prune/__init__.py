@@ -40,7 +40,7 @@ from dlopt.optimize.prune.options import (
     PruneOptions,
     PruneResult,
 )
-from dlopt.sources import LoadedModel, load_torch_model
+from dlopt.sources import LoadedModel, load_torch_model, source_record
 from dlopt.specs import TensorSpec
 
 if TYPE_CHECKING:
@@ -277,11 +277,7 @@ def _export(
     """Export into a staging folder, record the recipe in the manifests, then move into place."""
     pruned_loaded = LoadedModel(pruned, loaded.ref, list(specs), loaded.weights_sha256)
     recipe = result.to_dict()
-    parent = {
-        "reference": loaded.ref.text,
-        "kind": loaded.ref.kind,
-        "weights_sha256": loaded.weights_sha256,
-    }
+    parent = source_record(loaded)  # the source, not an artifact: pruning starts there
     with staging_dir(output_dir) as staging:
         exported = export_loaded_model(
             pruned_loaded, specs, staging, ExportOptions(seed=result.options.seed), say
