@@ -9,6 +9,7 @@ from dlopt import __version__
 from dlopt.commands import backends as backends_command
 from dlopt.commands import bench as bench_command
 from dlopt.commands import build as build_command
+from dlopt.commands import diff as diff_command
 from dlopt.commands import export as export_command
 from dlopt.commands import gate as gate_command
 from dlopt.commands import prune as prune_command
@@ -50,6 +51,7 @@ app.command("gate", epilog=gate_command.EXAMPLES)(gate_command.gate)
 app.command("prune", epilog=prune_command.EXAMPLES)(prune_command.prune)
 app.command("report", epilog=report_command.EXAMPLES)(report_command.report)
 app.command("build", epilog=build_command.EXAMPLES)(build_command.build)
+app.command("diff", epilog=diff_command.EXAMPLES)(diff_command.diff)
 
 
 def main() -> None:
