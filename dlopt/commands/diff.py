@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -128,7 +128,7 @@ def diff_summary(result: LayerDiff) -> object:
     ref, cand = result.reference, result.candidate
     matched = sum(found for found, _ in result.coverage.values())
     total = sum(layers for _, layers in result.coverage.values())
-    lines: list[object] = [
+    lines: list[Any] = [
         f"[bold]dlopt diff[/bold] {escape(cand['model'])} ({cand['backend']}) against "
         f"{escape(ref['model'])} ({ref['backend']}) on {result.samples} samples of "
         f"{escape(result.data)}",

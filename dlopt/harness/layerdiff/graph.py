@@ -2,7 +2,7 @@
 they read and write, whatever the format (ONNX, OpenVINO IR).
 
 Quantization nodes are folded away so that an INT8 graph reads like its float parent:
-- ONNX QDQ (`dlopt quantize`): `X -> QuantizeLinear -> DequantizeLinear -> X_DequantizeLinear_Output`.
+- ONNX QDQ (`dlopt quantize`): X -> QuantizeLinear -> DequantizeLinear -> X_DequantizeLinear_Output.
   ONNX Runtime's quantizer keeps the float name `X` on the producer's output and names the
   dequantized copy after it (`onnxruntime.quantization.qdq_loss_debug` matches them the same
   way); consumers read the copy, so `X` counts as *quantized* and its consumers' view is the

@@ -266,7 +266,8 @@ def _accumulate(
                 continue
             if expected.size != produced.size:
                 skipped[match.tensor] = (
-                    f"shape {list(produced.shape)} in the candidate, {list(expected.shape)} in the reference"
+                    f"shape {list(produced.shape)} in the candidate, "
+                    f"{list(expected.shape)} in the reference"
                 )
                 sums.pop(match.tensor, None)
                 continue
