@@ -12,6 +12,7 @@ from dlopt.commands import build as build_command
 from dlopt.commands import diff as diff_command
 from dlopt.commands import export as export_command
 from dlopt.commands import gate as gate_command
+from dlopt.commands import inspect as inspect_command
 from dlopt.commands import prune as prune_command
 from dlopt.commands import quantize as quantize_command
 from dlopt.commands import report as report_command
@@ -52,6 +53,7 @@ app.command("prune", epilog=prune_command.EXAMPLES)(prune_command.prune)
 app.command("report", epilog=report_command.EXAMPLES)(report_command.report)
 app.command("build", epilog=build_command.EXAMPLES)(build_command.build)
 app.command("diff", epilog=diff_command.EXAMPLES)(diff_command.diff)
+app.command("inspect", epilog=inspect_command.EXAMPLES)(inspect_command.inspect)
 
 
 def main() -> None:
