@@ -135,37 +135,46 @@ def _macs(nodes: Sequence[Any], shapes: Mapping[str, list[int]]) -> tuple[Counte
     counted: Counter[str] = Counter()
     unknown = 0
     for node in nodes:
-        kind = node.op_type
-        if kind not in (*CONVOLUTIONS, *MATMULS, *GEMMS, "ConvTranspose"):
-            continue
-        operands = [shapes.get(name) for name in node.input]
-        output = shapes.get(node.output[0]) if node.output else None
-        try:
-            if kind in CONVOLUTIONS:
-                weight = operands[CONVOLUTIONS[kind]]
-                macs = convolution_macs(output, weight) if output and weight else None
-            elif kind == "ConvTranspose":
-                macs = (
-                    transposed_convolution_macs(operands[0], operands[1])
-                    if operands[0] and operands[1]
-                    else None
-                )
-            else:
-                first = operands[MATMULS.get(kind, 0)]
-                transposed = kind in GEMMS and _attributes(node).get("transA", 0)
-                inner = (
-                    None
-                    if not first
-                    else (first[0] if transposed or len(first) == 1 else first[-1])
-                )
-                macs = matmul_macs(output, inner) if output and inner else None
-        except IndexError:
-            macs = None
+        macs = _node_macs(node, shapes)
         if macs is None:
-            unknown += 1
+            unknown += node.op_type in (*CONVOLUTIONS, *MATMULS, *GEMMS, "ConvTranspose")
         else:
-            counted[kind] += macs
+            counted[node.op_type] += macs
     return counted, unknown
+
+
+def node_macs(path: Path, specs: Sequence[TensorSpec]) -> dict[str, int]:
+    """MACs of each matrix product of the ONNX model at `path`, by node name."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    shapes, _ = _inferred(model, specs, [])
+    found = {node.name: _node_macs(node, shapes) for node in model.graph.node}
+    return {name: macs for name, macs in found.items() if macs is not None}
+
+
+def _node_macs(node: Any, shapes: Mapping[str, list[int]]) -> int | None:
+    """A matrix product's MACs from its shapes; None for other ops or unknown shapes."""
+    kind = node.op_type
+    operands = [shapes.get(name) for name in node.input]
+    output = shapes.get(node.output[0]) if node.output else None
+    try:
+        if kind in CONVOLUTIONS:
+            weight = operands[CONVOLUTIONS[kind]]
+            return convolution_macs(output, weight) if output and weight else None
+        if kind == "ConvTranspose":
+            first, weight = operands[0], operands[1]
+            return transposed_convolution_macs(first, weight) if first and weight else None
+        if kind in MATMULS or kind in GEMMS:
+            first = operands[MATMULS.get(kind, 0)]
+            transposed = kind in GEMMS and _attributes(node).get("transA", 0)
+            if not first or not output:
+                return None
+            inner = first[0] if transposed or len(first) == 1 else first[-1]
+            return matmul_macs(output, inner)
+    except IndexError:
+        return None
+    return None
 
 
 def _weights(graph: Any, folder: Path) -> tuple[dict[str, int], int]:
