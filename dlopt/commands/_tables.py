@@ -49,7 +49,10 @@ def verdict_table(report: dict[str, Any]) -> Group:
     for column in ("variant", "backend", "gate", "measured", "limit", "95% CI", "verdict"):
         table.add_column(column, overflow="fold", no_wrap=column in ("gate", "backend", "verdict"))
     notes: list[str] = []
-    for gate in report["gates"]:
+    from dlopt.report.explain import grouped_by_variant
+
+    ordered = [gate for _, gates in grouped_by_variant(report["gates"]) for gate in gates]
+    for gate in ordered:
         interval = gate.get("interval")
         colour = colours.get(gate["verdict"], "red")
         table.add_row(
@@ -66,7 +69,27 @@ def verdict_table(report: dict[str, Any]) -> Group:
                 f"[{colour}]{gate['verdict']}[/] {escape(str(gate['variant']))} on "
                 f"{gate['backend']}, {gate['gate']}: {escape(gate['reason'])}"
             )
-    return Group(table, *notes)
+    return Group(table, *notes, *recommendation_lines(report))
+
+
+def recommendation_lines(report: dict[str, Any]) -> list[str]:
+    """What to ship per backend (or the nearest miss), as the report's first section says."""
+    from dlopt.report.explain import accuracy_text, miss_text, speedup_text
+
+    lines = []
+    for entry in report.get("recommendation") or []:
+        backend = escape(str(entry["backend"]))
+        if entry["status"] == "ship":
+            lines.append(
+                f"[bold]ship on {backend}:[/bold] {escape(str(entry['variant']))}, "
+                f"{escape(speedup_text(entry))}, accuracy {escape(accuracy_text(entry))}, "
+                f"{_number(entry.get('model_size_mb'))} MB ({escape(str(entry.get('artifact')))})"
+            )
+        else:
+            lines.append(f"[bold red]nothing passes every gate on {backend}[/bold red]")
+        if entry.get("nearest_miss"):
+            lines.append(f"  {escape(miss_text(entry))}")
+    return lines
 
 
 def _number(value: Any) -> str:

@@ -18,13 +18,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dlopt.errors import DloptError, first_line
 
 if TYPE_CHECKING:
     from dlopt.gate.config import GateConfig
-    from dlopt.gate.pipeline import VariantArtifact
+
+
+class VariantArtifact(Protocol):
+    """What the pipeline knows of a variant it made (`pipeline.VariantArtifact`)."""
+
+    name: str
+    kind: str
+    path: Path | None
+    recipe: dict[str, Any]
+
 
 ACCURACY_GATES = (
     "accuracy_drop_max",
@@ -146,8 +155,9 @@ def _suggestion(
         f"(`exclude` in a {recipe_keys} recipe, or `dlopt quantize --exclude`)"
     )
     if budgets:
+        listed = ", ".join(f'"{budget}"' for budget in budgets)
         text += (
-            f"; or set max_drift = {budgets} with evaluation data, and the quantizer returns "
+            f"; or set max_drift = [{listed}] with evaluation data, and the quantizer returns "
             "the nodes that hurt the output most to float until the budget holds"
         )
     kept = _measured_share(variant, made, rows, entry["backend"])

@@ -122,11 +122,16 @@ def onnx_graph_view(path: Path) -> GraphView:
         if outputs:
             layers.append(Layer(node.name or outputs[0], node.op_type, inputs, outputs))
     names = {tensor for layer in layers for tensor in layer.outputs}
+    graph_inputs = {info.name for info in graph.input if info.name not in constants}
     return GraphView(
         format="onnx",
         layers=layers,
-        graph_inputs={info.name for info in graph.input if info.name not in constants},
-        consumer_view={key: value for key, value in consumer_view.items() if key in names},
+        graph_inputs=graph_inputs,
+        consumer_view={
+            key: value
+            for key, value in consumer_view.items()
+            if key in names or key in graph_inputs
+        },
         aliases={name: name for name in names},
         element_types={name: types[name] for name in names if name in types},
     )

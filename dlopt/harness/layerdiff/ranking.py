@@ -99,6 +99,10 @@ def layer_results(
                     "op_type": match.layer.op_type,
                 }
                 for match in quantized
+            ] + [
+                {"tensor": name, "layer": name, "op_type": "model input"}
+                for name in layer.inputs
+                if name in reference.graph_inputs and candidate.is_quantized(name)
             ]
             keep_float = []
             for name in [
