@@ -26,12 +26,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
 SAMPLES = (100, 300, 1000)
-# Runs the command given after it as a child and prints the child's peak RSS (KiB): the
-# wrapper's RUSAGE_CHILDREN then covers that one child only.
+# Runs the command given after it as a child and prints the child's peak RSS (KiB) and CPU
+# seconds: the wrapper's RUSAGE_CHILDREN then covers that one child only. CPU time says more
+# than wall time on a machine shared with other jobs.
 PEAK_RSS = (
     "import resource, subprocess, sys\n"
     "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
-    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "print(usage.ru_maxrss, usage.ru_utime + usage.ru_stime)\n"
     "sys.exit(code)\n"
 )
 
@@ -40,12 +42,13 @@ def dlopt(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "dlopt", *args], check=True, capture_output=True)
 
 
-def measured_diff(*args: str) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of one `dlopt diff` process."""
+def measured_diff(*args: str) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, peak RSS MiB) of one `dlopt diff` process."""
     command = [sys.executable, "-c", PEAK_RSS, sys.executable, "-m", "dlopt", "diff", *args]
     start = time.perf_counter()
     result = subprocess.run(command, check=True, capture_output=True, text=True)
-    return time.perf_counter() - start, int(result.stdout.strip().splitlines()[-1]) / 1024
+    peak_kib, cpu = result.stdout.strip().splitlines()[-1].split()
+    return time.perf_counter() - start, float(cpu), int(peak_kib) / 1024
 
 
 def mask_adds(model: Path) -> set[str]:
@@ -93,7 +96,7 @@ def transformer(work: Path) -> list[dict[str, object]]:
     rows = []
     for samples in SAMPLES:
         report = work / f"tt_{samples}.json"
-        seconds, peak = measured_diff(
+        seconds, cpu, peak = measured_diff(
             str(fp32),
             str(int8),
             "--data",
@@ -122,6 +125,7 @@ def transformer(work: Path) -> list[dict[str, object]]:
                 "model": "text_transformer FP32 vs ORT static INT8",
                 "samples": result["samples"],
                 "seconds": round(seconds, 1),
+                "cpu_seconds": round(cpu, 1),
                 "peak_rss_mib": round(peak, 1),
                 "matched_layers": result["matched_layers"],
                 "first_beyond_tolerance": first and f"{first['layer']} ({first['op_type']})",
@@ -158,7 +162,7 @@ def cnn(work: Path) -> dict[str, object]:
         str(ir.parent),
     )
     report = work / "cnn.json"
-    seconds, peak = measured_diff(
+    seconds, cpu, peak = measured_diff(
         str(fp32), str(ir), "--data", "sample:digits_cnn", "--samples", "300", "--json", str(report)
     )
     result = json.loads(report.read_text())
@@ -167,6 +171,7 @@ def cnn(work: Path) -> dict[str, object]:
         "model": "digits_cnn FP32 ONNX (onnxruntime) vs NNCF INT8 IR (openvino)",
         "samples": result["samples"],
         "seconds": round(seconds, 1),
+        "cpu_seconds": round(cpu, 1),
         "peak_rss_mib": round(peak, 1),
         "conv_matched": found,
         "conv_total": total,
@@ -184,17 +189,21 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         rows = transformer(Path(folder))
         convolutions = cnn(Path(folder))
-    print(f"{'samples':>8} {'seconds':>8} {'peak MiB':>9}  first three (quantized input)")
+    print(f"{'samples':>8} {'wall s':>7} {'CPU s':>6} {'peak MiB':>9}  first three (its input)")
     for row in rows:
         names = "; ".join(
             f"{n['layer']} ({', '.join(n['reads_quantized']) or '-'})" for n in row["first_three"]
         )
-        print(f"{row['samples']:>8} {row['seconds']:>8} {row['peak_rss_mib']:>9}  {names}")
-        print(f"{'':>28}mask Adds named: {', '.join(row['mask_adds_named']) or 'NONE'}")
+        print(
+            f"{row['samples']:>8} {row['seconds']:>7} {row['cpu_seconds']:>6} "
+            f"{row['peak_rss_mib']:>9}  {names}"
+        )
+        print(f"{'':>34}mask Adds named: {', '.join(row['mask_adds_named']) or 'NONE'}")
     print(
         f"CNN vs NNCF IR: {convolutions['conv_matched']}/{convolutions['conv_total']} convolutions "
         f"matched by name, min cosine {convolutions['min_conv_cosine']:.5f}, "
-        f"{convolutions['seconds']} s, {convolutions['peak_rss_mib']} MiB"
+        f"{convolutions['seconds']} s ({convolutions['cpu_seconds']} s CPU), "
+        f"{convolutions['peak_rss_mib']} MiB"
     )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"transformer": rows, "cnn": convolutions}, indent=1) + "\n")

@@ -45,6 +45,14 @@ def accuracy_text(entry: Mapping[str, Any]) -> str:
     return f"{fmt_number(accuracy)} ({change * 100:+.2f} pt)"
 
 
+def ties_text(entry: Mapping[str, Any]) -> str:
+    """The other passing variants whose speedup intervals overlap the pick's."""
+    return (
+        f"also passing, with a speedup interval that overlaps {entry['variant']}'s (too close "
+        f"to call on this run): {', '.join(entry['ties'])}"
+    )
+
+
 def miss_text(entry: Mapping[str, Any]) -> str:
     """Why the nearest miss missed: its failed gates and culprit layers."""
     miss = entry["nearest_miss"]
@@ -81,10 +89,7 @@ def markdown_recommendation(report: Mapping[str, Any]) -> list[str]:
                 f"{fmt_number(entry.get('peak_rss_mb'))} | `{cell(entry.get('artifact') or '')}` |"
             )
             if entry.get("ties"):
-                notes.append(
-                    f"- {cell(entry['backend'])}: {cell(', '.join(entry['ties']))} "
-                    "also pass, with speedup intervals that overlap the pick's"
-                )
+                notes.append(f"- {cell(entry['backend'])}: {cell(ties_text(entry))}")
         else:
             lines.append(f"| {cell(entry['backend'])} | ❌ nothing passes every gate | | | | | |")
         if entry.get("nearest_miss"):
@@ -146,10 +151,7 @@ def html_recommendation(report: Mapping[str, Any]) -> str:
                 + "</tr>"
             )
             if entry.get("ties"):
-                notes.append(
-                    f"{e(str(entry['backend']))}: {e(', '.join(entry['ties']))} also pass, with "
-                    "speedup intervals that overlap the pick's"
-                )
+                notes.append(f"{e(str(entry['backend']))}: {e(ties_text(entry))}")
         else:
             rows.append(
                 f"<tr class='fail'><td>{e(str(entry['backend']))}</td>"
