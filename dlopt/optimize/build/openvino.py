@@ -38,6 +38,7 @@ def build_openvino_ir(
     model: ModelInput, output_dir: Path, options: BuildOptions, say: Progress
 ) -> BuildResult:
     """Convert, optionally reshape and quantize, save and check an IR; see the module doc."""
+    import openvino as ov
 
     ranges = _requested_ranges(model.specs, options)
     say("converting to OpenVINO")

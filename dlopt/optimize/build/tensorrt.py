@@ -14,11 +14,13 @@ them, `require_tensorrt` raises a BackendError that says exactly what is missing
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from dlopt.artifacts import Manifest, atomic_output, staging_dir, write_manifest
+from dlopt.errors import BackendError, ConfigError
 from dlopt.backends.tensorrt import INSTALL_HINT
 from dlopt.backends.tensorrt.plan import (
     TensorRTPlan,
@@ -27,7 +29,6 @@ from dlopt.backends.tensorrt.plan import (
     plan_tensorrt_build,
     workspace_bytes,
 )
-from dlopt.errors import BackendError, ConfigError
 from dlopt.optimize.build.options import BuildError, BuildOptions, BuildResult, Progress
 from dlopt.optimize.build.shape_profiles import ShapeRange, parse_shape_ranges, resolve_shape_ranges
 from dlopt.optimize.model_input import ModelInput, parent_record
