@@ -79,7 +79,7 @@ def diagnose_failures(
             "gates": [gate["gate"] for gate in variant_gates],
         }
         try:
-            entry.update(_layer_diff(reference, variant.path, backend, config))
+            entry.update(_layer_diff(reference, variant.path, backend, config, variant_gates))
         except DloptError as error:
             entry["error"] = error.one_line()
         except Exception as error:  # a diagnosis must not take the gate run down with it
@@ -90,15 +90,22 @@ def diagnose_failures(
 
 
 def _layer_diff(
-    reference: Path, candidate: Path, backend: str, config: GateConfig
+    reference: Path,
+    candidate: Path,
+    backend: str,
+    config: GateConfig,
+    gates: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any]:
     from dlopt.harness.layerdiff import DiffOptions, diff_models
 
+    # The layer tolerance is the gate's own cosine limit where there is one.
+    cosine_limits = [g["threshold"] for g in gates if g["gate"] == "cosine_min"]
     options = DiffOptions(
         reference_backend="onnxruntime",
         candidate_backend=backend if backend in DIFF_BACKENDS else None,
         samples=DIAGNOSIS_SAMPLES,
         threads=config.bench.threads,
+        min_cosine=float(cosine_limits[0]) if cosine_limits else DiffOptions.min_cosine,
         top=5,
     )
     result = diff_models(str(reference), str(candidate), config.data.evaluation, options)
@@ -139,7 +146,10 @@ def _suggestion(
     quantized = variant.kind == "quantize" or recipe.get("precision") == "int8"
     worst = entry.get("worst") or []
     if not quantized or not worst:
-        return {"text": "compare the layers above with `dlopt diff` on more samples"}
+        return {
+            "text": "run `dlopt diff` of the FP32 model and this variant on more samples to "
+            "see which layers lose the accuracy"
+        }
     nodes: list[str] = []
     for layer in worst[:CULPRITS]:
         nodes += [name for name in layer["keep_float"] if name not in nodes]
