@@ -60,10 +60,10 @@ def render_html(report: dict[str, Any]) -> str:
 
 
 def _gate_table(gates: Sequence[dict[str, Any]]) -> str:
-    """One group of rows per variant, under a heading row with its verdict counts."""
+    """One group of rows per variant, under a heading row with the variant's name and verdict
+    counts (so the rows need no variant column)."""
     e = html.escape
     head = (
-        "variant",
         "backend",
         "gate",
         "measured",
@@ -79,8 +79,8 @@ def _gate_table(gates: Sequence[dict[str, Any]]) -> str:
             f"{e(verdict_counts(variant_gates))}</th></tr>"
         ]
         rows += [
-            f"<tr class='{e(str(g['verdict']))}'><td>{e(str(g['variant']))}</td>"
-            f"<td>{e(str(g['backend']))}</td><td>{e(str(g['gate']))}</td>"
+            f"<tr class='{e(str(g['verdict']))}'><td>{e(str(g['backend']))}</td>"
+            f"<td>{e(str(g['gate']))}</td>"
             f"<td class='num'>{e(fmt_number(g.get('measured')))}</td>"
             f"<td class='num'>{e(fmt_number(g.get('threshold')))}</td>"
             f"<td>{e(fmt_interval(g.get('interval')))}</td><td>{e(str(g['verdict']))}</td>"
