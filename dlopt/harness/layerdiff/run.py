@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,19 +119,20 @@ def diff_models(
             "compare a model with one made from it (quantized, converted to IR, or the same "
             "file on another backend)",
         )
-    with tempfile.TemporaryDirectory(prefix="dlopt-diff-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="dlopt-diff-") as scratch, ExitStack() as stack:
         ref_session, ref_names = _exposed_session(
             ref, [m.reference_output for m in matches], Path(scratch) / "reference", options
         )
+        stack.enter_context(ref_session)
         cand_session, cand_names = _exposed_session(
             cand, [m.candidate_output for m in matches], Path(scratch) / "candidate", options
         )
-        with ref_session, cand_session:
-            specs = _common_inputs(ref_session.inputs, cand_session.inputs, reference, candidate)
-            source = open_data(data, specs, options.batch_size, options.samples, options.seed)
-            drifts, shapes, skipped, samples = _accumulate(
-                source, ref_session, cand_session, ref_names, cand_names, matches, options, progress
-            )
+        stack.enter_context(cand_session)
+        specs = _common_inputs(ref_session.inputs, cand_session.inputs, reference, candidate)
+        source = open_data(data, specs, options.batch_size, options.samples, options.seed)
+        drifts, shapes, skipped, samples = _accumulate(
+            source, ref_session, cand_session, ref_names, cand_names, matches, options, progress
+        )
     if not drifts:
         raise ModelMismatchError(
             f"no layer of {candidate} has the size of its match in {reference} "
