@@ -19,9 +19,11 @@ from dlopt import __version__
 from dlopt.commands import backends as backends_command
 from dlopt.commands import bench as bench_command
 from dlopt.commands import build as build_command
+from dlopt.commands import diff as diff_command
 from dlopt.commands import encrypt as encrypt_command
 from dlopt.commands import export as export_command
 from dlopt.commands import gate as gate_command
+from dlopt.commands import inspect as inspect_command
 from dlopt.commands import keygen as keygen_command
 from dlopt.commands import prune as prune_command
 from dlopt.commands import quantize as quantize_command
@@ -98,6 +100,8 @@ _register("build", build_command.build, build_command.EXAMPLES)
 _register("verify", verify_command.verify, verify_command.EXAMPLES)
 _register("keygen", keygen_command.keygen, keygen_command.EXAMPLES)
 _register("encrypt", encrypt_command.encrypt, encrypt_command.EXAMPLES)
+_register("inspect", inspect_command.inspect, inspect_command.EXAMPLES)
+_register("diff", diff_command.diff, diff_command.EXAMPLES)
 
 
 def main() -> None:

@@ -54,8 +54,11 @@ def verdict_table(report: dict[str, Any]) -> Group:
     for column in ("gate", "measured", "limit", "95% CI", "verdict"):
         table.add_column(column, overflow="fold", no_wrap=column != "gate")
     notes: list[str] = []
+    from dlopt.report.explain import grouped_by_variant
+
+    ordered = [gate for _, gates in grouped_by_variant(report["gates"]) for gate in gates]
     current: tuple[str, str] | None = None
-    for gate in report["gates"]:
+    for gate in ordered:
         pair = (_text(gate["variant"]), _text(gate["backend"]))
         if pair != current:  # a recipe's gates have no backend ("-")
             where = f" on {pair[1]}" if pair[1] != "-" else ""
@@ -76,7 +79,27 @@ def verdict_table(report: dict[str, Any]) -> Group:
                 f"{f' on {pair[1]}' if pair[1] != '-' else ''}, "
                 f"{_text(gate['gate'])}: {_text(gate['reason'])}"
             )
-    return Group(table, *notes)
+    return Group(table, *notes, *recommendation_lines(report))
+
+
+def recommendation_lines(report: dict[str, Any]) -> list[str]:
+    """What to ship per backend (or the nearest miss), as the report's first section says."""
+    from dlopt.report.explain import accuracy_text, miss_text, speedup_text
+
+    lines = []
+    for entry in report.get("recommendation") or []:
+        backend = escape(str(entry["backend"]))
+        if entry["status"] == "ship":
+            lines.append(
+                f"[bold]ship on {backend}:[/bold] {escape(str(entry['variant']))}, "
+                f"{escape(speedup_text(entry))}, accuracy {escape(accuracy_text(entry))}, "
+                f"{_number(entry.get('model_size_mb'))} MB ({escape(str(entry.get('artifact')))})"
+            )
+        else:
+            lines.append(f"[bold red]nothing passes every gate on {backend}[/bold red]")
+        if entry.get("nearest_miss"):
+            lines.append(f"  {escape(miss_text(entry))}")
+    return lines
 
 
 def _text(value: Any) -> str:

@@ -103,6 +103,8 @@ def run_gate(
     if baseline_report is not None:
         gates += _baseline_gates(rows, baseline_report, config)
     verdict = overall_verdict(gates)
+    gate_entries = [gate.to_dict() for gate in gates]
+    diagnoses, recommendation = _explain(gate_entries, made, rows, config, say)
     report = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "kind": "dlopt.gate.report",
@@ -112,10 +114,12 @@ def run_gate(
         "baseline": str(baseline) if baseline else None,
         "verdict": verdict.value,
         "exit_code": int(exit_code(verdict)),
+        "recommendation": recommendation,
+        "diagnoses": diagnoses,
         "machine": cpu_info(),
         "variants": [_variant_entry(variant) for variant in made],
         "rows": rows,
-        "gates": [gate.to_dict() for gate in gates],
+        "gates": gate_entries,
     }
     report = portable(json_safe(report), output_dir)
     paths = write_reports(report, output_dir)
@@ -135,6 +139,22 @@ def _encrypt_at_rest(made: Sequence[VariantArtifact], key: bytes, say: Progress)
         if artifact.path is not None:
             say(f"encrypting {artifact.name}")
             artifact.path = encrypt_in_place(artifact.path, key)
+
+
+def _explain(
+    gates: list[dict[str, Any]],
+    made: Sequence[VariantArtifact],
+    rows: list[dict[str, Any]],
+    config: GateConfig,
+    say: Progress,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The layers behind each failed accuracy gate, then the artifact to ship per backend."""
+    from dlopt.gate.diagnose import diagnose_failures
+    from dlopt.gate.recommend import recommend
+
+    diagnoses = diagnose_failures(gates, made, rows, config, say)
+    artifacts = {variant.name: str(variant.path) if variant.path else None for variant in made}
+    return diagnoses, recommend(rows, gates, artifacts, diagnoses)
 
 
 def _selected(variants: Sequence[VariantConfig], only: Sequence[str]) -> list[VariantConfig]:

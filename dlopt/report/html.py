@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import html
 import io
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
 from dlopt.plain_text import plain_text
+from dlopt.report.explain import (
+    grouped_by_variant,
+    html_diagnoses,
+    html_recommendation,
+    verdict_counts,
+)
 from dlopt.report.format import fmt_interval, fmt_number
 
 _STYLE = """
@@ -23,6 +30,8 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .pass{background:#e6f4ea}.fail{background:#fce8e6}.inconclusive{background:#fef7e0}
 .skipped{background:#f1f3f4}.verdict{font-size:1.4rem;padding:0.5rem 1rem;display:inline-block}
 figure{display:inline-block;margin:0.5rem;vertical-align:top}
+tr.group th{background:#eef1f5;text-align:left;font-weight:600}
+p.note{margin:0.2rem 0;font-size:0.9rem}
 """
 
 
@@ -42,6 +51,8 @@ def render_html(report: dict[str, Any]) -> str:
         f"{e(str(report.get('exit_code')))})</p>",
         f"<p>Config <code>{e(str(report.get('config', '')))}</code>, "
         f"{e(str(report.get('created_utc', '')))}.</p>",
+        html_recommendation(report),
+        html_diagnoses(report),
         "<h2>Gates</h2>",
         _gate_table(report.get("gates", [])),
         "<h2>Measurements</h2>",
@@ -55,9 +66,10 @@ def render_html(report: dict[str, Any]) -> str:
 
 
 def _gate_table(gates: Sequence[dict[str, Any]]) -> str:
+    """One group of rows per variant, under a heading row with the variant's name and verdict
+    counts (so the rows need no variant column)."""
     e = _escape
     head = (
-        "variant",
         "backend",
         "gate",
         "measured",
@@ -66,16 +78,24 @@ def _gate_table(gates: Sequence[dict[str, Any]]) -> str:
         "verdict",
         "reason",
     )
-    rows = [
-        f"<tr class='{e(str(g['verdict']))}'><td>{e(str(g['variant']))}</td>"
-        f"<td>{e(str(g['backend']))}</td><td>{e(str(g['gate']))}</td>"
-        f"<td class='num'>{e(fmt_number(g.get('measured')))}</td>"
-        f"<td class='num'>{e(fmt_number(g.get('threshold')))}</td>"
-        f"<td>{e(fmt_interval(g.get('interval')))}</td><td>{e(str(g['verdict']))}</td>"
-        f"<td>{e(str(g.get('reason') or ''))}</td></tr>"
-        for g in gates
-    ]
-    return _table("gates", head, rows)
+    groups = []
+    for variant, variant_gates in grouped_by_variant(gates):
+        rows = [
+            f"<tr class='group'><th colspan='{len(head)}'>{e(variant)}: "
+            f"{e(verdict_counts(variant_gates))}</th></tr>"
+        ]
+        rows += [
+            f"<tr class='{e(str(g['verdict']))}'><td>{e(str(g['backend']))}</td>"
+            f"<td>{e(str(g['gate']))}</td>"
+            f"<td class='num'>{e(fmt_number(g.get('measured')))}</td>"
+            f"<td class='num'>{e(fmt_number(g.get('threshold')))}</td>"
+            f"<td>{e(fmt_interval(g.get('interval')))}</td><td>{e(str(g['verdict']))}</td>"
+            f"<td>{e(str(g.get('reason') or ''))}</td></tr>"
+            for g in variant_gates
+        ]
+        groups.append(f"<tbody>{''.join(rows)}</tbody>")
+    header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    return f"<table id='gates'><thead><tr>{header}</tr></thead>{''.join(groups)}</table>"
 
 
 def _rows_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -144,20 +164,7 @@ def _plots(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
         if quality is not None:
             scatter.append((row, float(quality)))
     if scatter:
-        figure, axes = plt.subplots(figsize=(6, 4))
-        points = [
-            (float(r["latency_ms"]["p50"]), y, plain_text(f"{r['variant']}@{r['backend']}"))
-            for r, y in scatter
-        ]
-        axes.scatter([p[0] for p in points], [p[1] for p in points])
-        for x, y, label in points:
-            axes.annotate(label, (x, y), fontsize=7)
-        front = pareto_front([(p[0], p[1]) for p in points])
-        axes.plot([p[0] for p in front], [p[1] for p in front], "r--", label="Pareto front")
-        axes.set_xlabel("p50 latency (ms)")
-        axes.set_ylabel("accuracy" if scatter[0][0].get("metrics") else "cosine vs FP32")
-        axes.legend()
-        plots.append(("Accuracy vs latency", _svg(figure)))
+        plots.append(("Accuracy vs latency", _accuracy_latency_plot(scatter)))
     by_backend: dict[str, list[dict[str, Any]]] = {}
     for row in measured:
         by_backend.setdefault(str(row["backend"]), []).append(row)
@@ -190,6 +197,67 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+FRONT_COLOUR = "#dc143c"
+BACKEND_MARKERS = "osD^v<>"
+
+
+def _accuracy_latency_plot(scatter: Sequence[tuple[dict[str, Any], float]]) -> str:
+    """Each (variant, backend) a point, named in a legend beside the plot (labels on the points
+    overlapped), and the Pareto front as a staircase from the bottom edge through the
+    undominated points to the right edge, with a ring on each: visible even when a single
+    point makes the front."""
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7.5, 4.2))
+    backends = list(dict.fromkeys(str(row["backend"]) for row, _ in scatter))
+    variants = list(dict.fromkeys(str(row["variant"]) for row, _ in scatter))
+    colours = plt.get_cmap("tab10")
+    points = []
+    for row, quality in scatter:
+        latency = float(row["latency_ms"]["p50"])
+        points.append((latency, quality))
+        axes.scatter(
+            [latency],
+            [quality],
+            s=45,
+            zorder=3,
+            marker=BACKEND_MARKERS[backends.index(str(row["backend"])) % len(BACKEND_MARKERS)],
+            color=colours(variants.index(str(row["variant"])) % 10),
+            label=plain_text(f"{row['variant']} @ {row['backend']}"),
+        )
+    left, right = axes.get_xlim()
+    bottom, top = axes.get_ylim()
+    front = pareto_front(points)
+    stairs = [(front[0][0], bottom), front[0]]
+    for previous, point in itertools.pairwise(front):
+        stairs += [(point[0], previous[1]), point]
+    stairs.append((right, front[-1][1]))
+    axes.plot(
+        [x for x, _ in stairs],
+        [y for _, y in stairs],
+        color=FRONT_COLOUR,
+        linewidth=2,
+        linestyle="--",
+        zorder=2,
+        label=f"Pareto front ({len(front)} of {len(points)})",
+    )
+    axes.scatter(
+        [x for x, _ in front],
+        [y for _, y in front],
+        s=180,
+        facecolors="none",
+        edgecolors=FRONT_COLOUR,
+        linewidths=1.5,
+        zorder=4,
+    )
+    axes.set_xlim(left, right)
+    axes.set_ylim(bottom, top)
+    axes.set_xlabel("p50 latency (ms)")
+    axes.set_ylabel("accuracy" if scatter[0][0].get("metrics") else "cosine vs FP32")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+    return _svg(figure)
+
+
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
     """Points not beaten on both latency (lower is better) and accuracy (higher is better)."""
     front: list[tuple[float, float]] = []
@@ -204,7 +272,7 @@ def _svg(figure: Any) -> str:
 
     buffer = io.StringIO()
     figure.tight_layout()
-    figure.savefig(buffer, format="svg")
+    figure.savefig(buffer, format="svg", bbox_inches="tight")  # keeps a legend beside the axes
     plt.close(figure)
     text = buffer.getvalue()
     return text[text.index("<svg") :]  # drop the XML prolog and DOCTYPE: inline SVG in HTML

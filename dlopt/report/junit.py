@@ -15,6 +15,7 @@ def render_junit(report: dict[str, Any]) -> str:
     Every string goes through `plain_text`: a control character (an ESC from a colour code in
     a user's error message) would make the XML unparseable."""
     gates = report.get("gates", [])
+    diagnoses = {(d["variant"], d["backend"]): d for d in report.get("diagnoses") or []}
     counts = {
         verdict: sum(1 for g in gates if g["verdict"] == verdict)
         for verdict in ("fail", "inconclusive", "skipped")
@@ -46,7 +47,9 @@ def render_junit(report: dict[str, Any]) -> str:
             element = ElementTree.SubElement(
                 case, "failure", type="gate_failed", message=f"{detail}: {reason}".rstrip(": ")
             )
-            element.text = reason
+            element.text = reason + _diagnosis_text(
+                diagnoses.get((gate["variant"], gate["backend"])), gate["gate"]
+            )
         elif gate["verdict"] == "inconclusive":
             element = ElementTree.SubElement(
                 case, "error", type="inconclusive", message=f"{detail}: {reason}".rstrip(": ")
@@ -62,3 +65,13 @@ def render_junit(report: dict[str, Any]) -> str:
         + ElementTree.tostring(suites, encoding="unicode")
         + "\n"
     )
+
+
+def _diagnosis_text(diagnosis: dict[str, Any] | None, gate: str) -> str:
+    """The layers behind a failed accuracy gate and the suggestion, for the CI's failure view."""
+    if diagnosis is None or gate not in diagnosis.get("gates", []):
+        return ""
+    layers = ", ".join(layer["layer"] for layer in diagnosis.get("worst") or [])
+    text = f"\nlayers adding the most error: {layers}" if layers else ""
+    suggestion = (diagnosis.get("suggestion") or {}).get("text")
+    return text + (f"\ntry: {suggestion}" if suggestion else "")

@@ -1,9 +1,15 @@
-"""The Markdown summary: the verdict, the gate table and the measurements table."""
+"""The Markdown summary: the verdict, the recommendation, why accuracy gates failed, the gate
+table and the measurements table."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from dlopt.report.explain import (
+    grouped_by_variant,
+    markdown_diagnoses,
+    markdown_recommendation,
+)
 from dlopt.report.format import cell, fmt_interval, fmt_number
 
 _ICONS = {
@@ -15,24 +21,33 @@ _ICONS = {
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    """The summary as Markdown (GitHub-flavoured tables); strings from configs are escaped."""
+    """The summary as Markdown (GitHub-flavoured tables); strings from configs are escaped.
+
+    The recommendation comes first, then why accuracy gates failed, then the gates grouped
+    by variant (each row keeps its variant's name, for grep) and the measurements.
+    """
     lines = [
         f"# dlopt gate: {_ICONS.get(report['verdict'], cell(report['verdict']))}",
         "",
         f"Config `{cell(report.get('config', ''))}`, exit code {cell(report['exit_code'])}, "
         f"{cell(report.get('created_utc', ''))}.",
         "",
+        *markdown_recommendation(report),
+        *markdown_diagnoses(report),
+        "## Gates",
+        "",
         "| variant | backend | gate | measured | threshold | 95% interval | verdict | reason |",
         "|---|---|---|---:|---:|---|---|---|",
     ]
-    for gate in report.get("gates", []):
-        lines.append(
-            f"| {cell(gate['variant'])} | {cell(gate['backend'])} | {cell(gate['gate'])} | "
-            f"{fmt_number(gate.get('measured'))} | {fmt_number(gate.get('threshold'))} | "
-            f"{fmt_interval(gate.get('interval'))} | "
-            f"{_ICONS.get(gate['verdict'], cell(gate['verdict']))} | "
-            f"{cell(gate.get('reason', ''))} |"
-        )
+    for _, gates in grouped_by_variant(report.get("gates", [])):
+        for gate in gates:
+            lines.append(
+                f"| {cell(gate['variant'])} | {cell(gate['backend'])} | {cell(gate['gate'])} | "
+                f"{fmt_number(gate.get('measured'))} | {fmt_number(gate.get('threshold'))} | "
+                f"{fmt_interval(gate.get('interval'))} | "
+                f"{_ICONS.get(gate['verdict'], cell(gate['verdict']))} | "
+                f"{cell(gate.get('reason', ''))} |"
+            )
     lines += [
         "",
         "## Measurements",

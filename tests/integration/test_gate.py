@@ -65,6 +65,12 @@ def test_passing_config_exits_0_and_writes_four_reports(tmp_path: Path) -> None:
     assert report["variants"][0]["manifest_chain"][0]["format"] == "onnx"
     for name in ("summary.md", "junit.xml", "report.html"):
         assert (out / name).stat().st_size > 0
+    # Nothing but FP32 to ship: the recommendation says so for each backend benched.
+    assert [(r["backend"], r["status"], r["variant"]) for r in report["recommendation"]] == [
+        ("onnxruntime", "ship", "fp32"),
+        ("openvino", "ship", "fp32"),
+    ]
+    assert report["diagnoses"] == []
 
 
 def test_tightened_threshold_exits_1_and_every_report_names_the_gate(tmp_path: Path) -> None:
@@ -207,3 +213,56 @@ def test_a_noisy_latency_regression_gate_is_inconclusive_exit_3(tmp_path: Path) 
     for gate in gates:
         assert gate["interval"]["low"] < 1.1 < gate["interval"]["high"]
         assert "rerun" in gate["reason"]
+
+
+def test_a_failed_accuracy_gate_names_the_culprit_layers_and_what_to_ship(tmp_path: Path) -> None:
+    # Static INT8 of the CNN reaches cosine 0.9999 against FP32: a limit of 0.999999 fails it.
+    config = f"""
+[model]
+source = "{CNN / "model.py"}:create_model"
+weights = "{CNN / "weights.pt"}"
+
+[data]
+evaluation = "{CNN / "data.py"}:evaluation"
+calibration = "{CNN / "data.py"}:calibration"
+evaluation_limit = 96
+
+[[variants]]
+name = "int8-static"
+quantize = {{ mode = "static", target = "onnxruntime" }}
+
+[bench]
+backends = ["onnxruntime"]
+min_time_s = 0.3
+
+[gate]
+cosine_min = 0.999999
+"""
+
+    result, out = run_gate(tmp_path, config)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads((out / "report.json").read_text())
+    [diagnosis] = report["diagnoses"]
+    assert (diagnosis["variant"], diagnosis["backend"]) == ("int8-static", "onnxruntime")
+    assert diagnosis["gates"] == ["cosine_min"] and diagnosis["samples"] == 64
+    worst = diagnosis["worst"]
+    assert worst and all(layer["cosine"] < 1 for layer in worst)
+    assert worst[0]["op_type"] in ("Conv", "Gemm", "Relu", "Add")
+    suggestion = diagnosis["suggestion"]
+    assert suggestion["exclude"] and "return these" in suggestion["text"]
+    assert suggestion["max_drift"] == ["cosine=0.999999"]
+    assert 0 < suggestion["speedup_kept"]["share"] <= 1
+    [entry] = report["recommendation"]
+    assert (entry["status"], entry["variant"]) == ("ship", "fp32")
+    assert entry["nearest_miss"]["variant"] == "int8-static"
+    assert entry["nearest_miss"]["culprits"] == [layer["layer"] for layer in worst]
+    summary = (out / "summary.md").read_text()
+    assert [line for line in summary.splitlines() if line.startswith("## ")][:2] == [
+        "## Recommendation",
+        "## Why accuracy gates failed",
+    ]
+    html_text = (out / "report.html").read_text()
+    assert html_text.index("id='recommendation'") < html_text.index("id='gates'")
+    assert worst[0]["layer"] in (out / "junit.xml").read_text()
+    assert "ship on onnxruntime: fp32" in " ".join(result.stdout.split())
