@@ -34,13 +34,15 @@ class Availability:
 
 @dataclass(frozen=True)
 class LoadOptions:
-    """How to load an artifact: threads (None: all cores), an optional precision hint, and
-    the ONNX Runtime execution provider (None: the best the installed wheel offers)."""
+    """How to load an artifact: threads (None: all cores), an optional precision hint, the
+    ONNX Runtime execution provider (None: the best the installed wheel offers), and the batch
+    size it will be run at (engines built for a profile use it)."""
 
     threads: int | None = None
     precision_hint: str | None = None
     weights: Path | None = None  # for a model.py:factory source on the torch backend
     provider: str | None = None  # onnxruntime: auto, tensorrt, cuda or cpu
+    batch_size: int | None = None  # tensorrt: the batch an engine built from ONNX is for
 
     def resolved_threads(self) -> int:
         return self.threads if self.threads is not None else default_threads()
