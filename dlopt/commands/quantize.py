@@ -211,11 +211,17 @@ def _speed_check(
     target = options.target
     # Like against like: the quantized model and its FP32 parent on the target's runtime,
     # interleaved in one worker (the ratio is only taken within one backend).
-    backend = {"openvino": "openvino", "torch": "torch"}.get(target, "onnxruntime")
+    backend = {"openvino": "openvino", "torch": "torch", "tensorrt": "tensorrt"}.get(
+        target, "onnxruntime"
+    )
     out = Console()
     if target == "tensorrt":
-        out.print("speed check skipped: build the TensorRT engine first (dlopt build)")
-        return
+        from dlopt.backends import get_backend
+
+        availability = get_backend("tensorrt").availability()
+        if not availability.ok:  # it builds engines from both ONNX files where it can run
+            out.print(f"speed check skipped: tensorrt cannot run here ({availability.reason})")
+            return
     with Console(stderr=True).status("speed check against the FP32 parent"):
         if target == "torch":
             # Like against like: the FP32 model as TorchScript, traced the same way.
