@@ -53,7 +53,7 @@ def _ir_constants(path: Path) -> tuple[set[str], dict[str, int]]:
     for op in model.get_ops():
         if op.get_type_name() == "Constant":
             name = op.get_element_type().get_type_name()
-            size = int(np.prod(op.get_output_shape(0).to_shape() or [1]))
+            size = int(np.prod(list(op.get_output_shape(0)) or [1]))
             constants[name] = constants.get(name, 0) + size
     return {op.get_type_name() for op in model.get_ops()}, constants
 
