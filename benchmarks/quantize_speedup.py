@@ -171,7 +171,9 @@ def make_variant(
             calibration=calibration if mode == "static" else None,
             calibration_size=size,
             evaluation=evaluation if budget else None,
-            max_drift=(budget,) if budget else (),
+            # No budget row = plain INT8 as the library makes it (the default budget would
+            # already send a lossy one through the fallback).
+            max_drift=(budget,) if budget else ("none",),
         )
         return quantize_model(str(fp32), folder, options).path, None
     except ConfigError as error:

@@ -15,11 +15,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests = ROOT / "tests"
     for item in items:
-        parts = Path(str(item.fspath)).parts
-        if "integration" in parts:
+        path = Path(str(item.fspath)).resolve()
+        # The folder under tests/, not any folder of the checkout's path (/ci/gpu/...).
+        parts = path.relative_to(tests).parts if path.is_relative_to(tests) else ()
+        if parts[:1] == ("integration",):
             item.add_marker(pytest.mark.integration)
-        if "gpu" in parts:
+        if parts[:1] == ("gpu",):
             item.add_marker(pytest.mark.gpu)
 
 

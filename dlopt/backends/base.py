@@ -34,8 +34,9 @@ class Availability:
 
 @dataclass(frozen=True)
 class LoadOptions:
-    """How to load an artifact: threads (None: all cores), an optional precision hint, and
-    the ONNX Runtime execution provider (None: the best the installed wheel offers)."""
+    """How to load an artifact: threads (None: all cores), an optional precision hint, the
+    ONNX Runtime execution provider (None: the best the installed wheel offers), and the batch
+    size it will be run at (engines built for a profile use it)."""
 
     threads: int | None = None
     precision_hint: str | None = None
@@ -44,6 +45,7 @@ class LoadOptions:
     allow_pickle: bool = False  # --trust-pickle: skip the .pt2 and weights pickle checks
     # The AES-256 key of encrypted artifacts; never printed (repr) nor written anywhere.
     model_key: bytes | None = field(default=None, repr=False)
+    batch_size: int | None = None  # tensorrt: the batch an engine built from ONNX is for
 
     def resolved_threads(self) -> int:
         return self.threads if self.threads is not None else default_threads()

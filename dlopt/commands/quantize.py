@@ -4,13 +4,15 @@ the FP32 parent, then a speed check against it."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from dlopt.commands._common import KeepDebugMetadataOpt
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from dlopt.optimize.quantize import QuantizeOptions
 
 EXAMPLES = """\
@@ -85,8 +87,10 @@ def quantize(
         list[str] | None,
         typer.Option(
             help="Budget METRIC=VALUE, repeatable: accuracy_drop, cosine, top1_agreement, "
-            "sqnr_db, relative_l2_error, max_abs_error. Over budget, layers go back to float "
-            "until it holds; if it never does: exit 1 and nothing written. Needs --eval.",
+            "sqnr_db, relative_l2_error, max_abs_error (needs --eval). Default: cosine>=0.99 "
+            "and, for classifier outputs, top1_agreement>=0.99. Over budget, layers go back to "
+            "float until it holds; if it never does: exit 1 and nothing written. 'none' turns "
+            "the budget off.",
         ),
     ] = None,
     model_type: Annotated[
@@ -158,16 +162,42 @@ def quantize(
         f"[green]wrote[/green] {escape(str(result.path))}  (manifest {result.manifest_path.name})"
     )
     out.print(stripped_note(result.manifest_path))
-    drift = result.details.get("drift", {})
-    summary = ", ".join(
-        f"{key} {drift[key]:.4g}"
-        for key in ("accuracy_drop", "cosine", "top1_agreement", "sqnr_db")
-        if isinstance(drift.get(key), float)
-    )
-    if summary:
-        out.print(f"drift against FP32 on {drift.get('samples')} samples: {summary}")
+    _print_drift(out, result.details.get("drift", {}))
     if speed_check:
         _speed_check(model, result.path, folder / "speed_check", options, weights, input_specs)
+
+
+def _print_drift(out: Console, drift: dict[str, Any]) -> None:
+    """The drift line, with where it was measured, and the budget it was held to; without a
+    budget (--max-drift none), drift that misses the default budget is printed in red."""
+    from rich.markup import escape
+
+    from dlopt.optimize.quantize.budget import DEFAULT_BUDGETS, budgets_hold, describe
+
+    summary = describe(drift)
+    if not summary:
+        return
+    where = (
+        " [yellow](random inputs: no --eval or --calibration data; pass --eval DATA for a real "
+        "measure)[/yellow]"
+        if drift.get("random_inputs")
+        else f" of {escape(str(drift.get('data')))}"
+    )
+    line = f"drift against FP32 on {drift.get('samples')} samples{where}: {summary}"
+    source = drift.get("budget_source")
+    budgets = ", ".join(str(budget) for budget in drift.get("budgets", []))
+    if source == "none":
+        if budgets_hold(DEFAULT_BUDGETS, drift):
+            out.print(f"{line} (no budget: --max-drift none)")
+        else:
+            default = ", ".join(str(budget) for budget in DEFAULT_BUDGETS)
+            out.print(
+                f"[bold red]{line}[/bold red]\n[bold red]POOR[/bold red]: misses the default "
+                f"budget ({default}); written only because of --max-drift none"
+            )
+        return
+    which = "the default budget" if source == "default" else "--max-drift"
+    out.print(f"{line}\nwithin {which}: {budgets}")
 
 
 def _speed_check(
@@ -184,14 +214,19 @@ def _speed_check(
     from dlopt.harness.bench import BenchSettings, run_bench
 
     target = options.target
-    backend = {"openvino": "openvino", "torch": "torch"}.get(target, "onnxruntime")
-    # The FP32 parent runs on ONNX Runtime for every ONNX-based target: the baseline a user
-    # would ship without dlopt.
-    backends = ("onnxruntime", "openvino") if backend == "openvino" else (backend,)
+    # Like against like: the quantized model and its FP32 parent on the target's runtime,
+    # interleaved in one worker (the ratio is only taken within one backend).
+    backend = {"openvino": "openvino", "torch": "torch", "tensorrt": "tensorrt"}.get(
+        target, "onnxruntime"
+    )
     out = Console()
     if target == "tensorrt":
-        out.print("speed check skipped: build the TensorRT engine first (dlopt build)")
-        return
+        from dlopt.backends import get_backend
+
+        availability = get_backend("tensorrt").availability()
+        if not availability.ok:  # it builds engines from both ONNX files where it can run
+            out.print(f"speed check skipped: tensorrt cannot run here ({availability.reason})")
+            return
     with Console(stderr=True).status("speed check against the FP32 parent"):
         if target == "torch":
             # Like against like: the FP32 model as TorchScript, traced the same way.
@@ -207,7 +242,7 @@ def _speed_check(
             parent = str(exported[0].path)
         report = run_bench(
             [parent, str(quantized)],
-            BenchSettings(backends=backends, reference=parent, min_time_s=2.0),
+            BenchSettings(backends=(backend,), reference=parent, min_time_s=2.0),
             folder,
         )
     row = report.row(str(quantized), backend)
@@ -217,7 +252,7 @@ def _speed_check(
         return
     low, high = ratio["ci95"]
     speedup, slow, fast = 1 / ratio["median_ratio"], 1 / high, 1 / low
-    where = f"{backend} vs FP32 on {backends[0]}"
+    where = f"vs the FP32 parent, both on {backend}"
     if fast < 1.0:
         out.print(
             f"[bold red]NOT FASTER[/bold red]: the {quantized.name} runs at {speedup:.2f}x the "

@@ -73,7 +73,9 @@ def _options(variant: VariantConfig, config: GateConfig) -> Any:
     """The step's options object for a recipe; a bad key or value is a ConfigError.
 
     [data] gives the defaults a recipe does not set: the calibration data and its
-    `calibration_limit`, and the `task` of a prune recipe's fine-tuning."""
+    `calibration_limit`, the evaluation data a quantize recipe's accuracy budget is measured on
+    (quantize's default budget unless `max_drift` is set; `max_drift = ["none"]` opts out), and
+    the `task` of a prune recipe's fine-tuning."""
     base = config.path.resolve().parent
     if variant.kind == "prune":
         from dlopt.optimize.prune import PruneOptions
@@ -90,8 +92,9 @@ def _options(variant: VariantConfig, config: GateConfig) -> Any:
         calibration = fields.get("calibration") or config.data.calibration
         if calibration and fields.get("mode", "static") == "static":
             fields["calibration"] = _resolve(str(calibration), base)
-        if fields.get("evaluation"):
-            fields["evaluation"] = _resolve(str(fields["evaluation"]), base)
+        evaluation = fields.get("evaluation") or config.data.evaluation
+        if evaluation:
+            fields["evaluation"] = _resolve(str(evaluation), base)
         for key in ("exclude", "max_drift"):
             if isinstance(fields.get(key), list):
                 fields[key] = tuple(fields[key])

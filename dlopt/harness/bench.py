@@ -378,6 +378,7 @@ def _tail(path: Path, lines: int = 3) -> str:
 def _fill_row(row: BenchRow, measured: dict[str, Any], result: dict[str, Any]) -> None:
     row.imports_s = result.get("imports_s")
     row.load_s = measured.get("load_s")
+    row.build_s = measured.get("build_s")
     row.first_inference_ms = measured.get("first_inference_ms")
     row.memory = measured.get("memory")
     row.samples = measured.get("samples")

@@ -24,6 +24,7 @@ class BenchRow:
     size_bytes: int | None = None
     imports_s: float | None = None
     load_s: float | None = None
+    build_s: float | None = None  # engine built while loading (tensorrt given an ONNX)
     first_inference_ms: float | None = None
     latency: dict[str, Any] | None = None
     latency_ratio_to_reference: dict[str, Any] | None = None

@@ -115,3 +115,76 @@ def test_torch_tensorrt_compiles_the_torch_source(tmp_path: Path) -> None:
     result = build_engine(DIGITS, tmp_path, BuildOptions("torch-tensorrt", "fp16"), weights=WEIGHTS)
     assert result.path.is_file()
     assert json.loads(result.manifest_path.read_text())["recipe"]["backend"] == "torch-tensorrt"
+
+
+def test_the_backend_builds_an_onnx_it_is_given_once_and_reuses_it(
+    digits_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dlopt.backends.tensorrt.engine_cache import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "engines"))
+    backend = get_backend("tensorrt")
+    reference = _ort(digits_onnx)
+
+    with backend.load(str(digits_onnx), LoadOptions(batch_size=4)) as first:
+        assert first.info["engine_cache"] == "built" and first.info["engine_build_s"] > 0
+        feed = random_feed(first.inputs, {"batch": 4}, seed=4)
+        actual = next(iter(first.run(feed).values()))
+        expected = reference(feed)[0]
+        assert np.abs(actual - expected).max() < TOLERANCE["fp32"] * max(
+            1.0, float(np.abs(expected).max())
+        )
+    with backend.load(str(digits_onnx), LoadOptions(batch_size=4)) as second:
+        assert second.info["engine_cache"] == "hit" and second.info["engine_build_s"] is None
+        assert second.info["engine_path"] == first.info["engine_path"]
+    with backend.load(str(digits_onnx), LoadOptions(batch_size=8)) as other_profile:
+        assert other_profile.info["engine_cache"] == "built"
+    manifest = json.loads(Path(first.info["engine_path"] + ".dlopt.json").read_text())
+    assert manifest["precision"] == "fp32"
+    assert manifest["recipe"]["engine_cache_key"]["profile"]["image"]["max"] == [4, 1, 32, 32]
+
+
+def test_an_fp16_onnx_becomes_an_fp16_engine(
+    digits_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dlopt.backends.tensorrt.engine_cache import CACHE_ENV
+    from dlopt.optimize.quantize import QuantizeOptions, quantize_model
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "engines"))
+    fp16 = quantize_model(str(digits_onnx), tmp_path / "fp16", QuantizeOptions(mode="fp16"))
+
+    with get_backend("tensorrt").load(str(fp16.path), LoadOptions(batch_size=2)) as session:
+        manifest = json.loads(Path(session.info["engine_path"] + ".dlopt.json").read_text())
+        assert manifest["precision"] == "fp16"
+        feed = random_feed(session.inputs, {"batch": 2}, seed=2)
+        actual = next(iter(session.run(feed).values()))
+    expected = _ort(digits_onnx)(feed)[0]
+    assert np.abs(actual - expected).max() < TOLERANCE["fp16"] * max(
+        1.0, float(np.abs(expected).max())
+    )
+
+
+def test_bench_of_an_onnx_on_tensorrt_reports_the_build_apart_and_reuses_it(
+    digits_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dlopt.backends.tensorrt.engine_cache import CACHE_ENV
+    from dlopt.harness.bench import BenchSettings, run_bench
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "engines"))  # the workers inherit it
+    settings = BenchSettings(
+        backends=("onnxruntime", "tensorrt"), reference=str(digits_onnx), min_time_s=0.5
+    )
+
+    first = run_bench([str(digits_onnx)], settings, tmp_path / "first").row(
+        str(digits_onnx), "tensorrt"
+    )
+    second = run_bench([str(digits_onnx)], settings, tmp_path / "second").row(
+        str(digits_onnx), "tensorrt"
+    )
+
+    assert first.status == "ok", first.reason
+    assert first.build_s is not None and first.build_s > 0
+    assert first.info["engine_cache"] == "built" and first.latency is not None
+    assert second.status == "ok" and second.build_s is None
+    assert second.info["engine_cache"] == "hit"
+    assert second.load_s is not None and second.load_s < first.build_s

@@ -10,7 +10,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from dlopt.errors import ExportError
+from dlopt.errors import ExportError, SourceError
 from dlopt.optimize.export import ExportOptions, export_model
 from dlopt.specs import parse_input_specs, random_feed
 
@@ -100,8 +100,10 @@ def test_failed_export_leaves_earlier_artifacts_untouched(tmp_path: Path) -> Non
     export_model(f"{TINY}:dict_output_net", tmp_path, options=ExportOptions(formats=("onnx",)))
     before = (tmp_path / "model.onnx").read_bytes()
 
-    with pytest.raises(Exception):  # noqa: B017 - any failure; the point is what stays on disk
+    with pytest.raises(SourceError) as caught:
         export_model(f"{TINY}:not_a_module", tmp_path, options=ExportOptions(formats=("onnx",)))
+
+    assert "not_a_module() returned a int, not a torch.nn.Module" in caught.value.message
 
     assert (tmp_path / "model.onnx").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.dlopt.json"]

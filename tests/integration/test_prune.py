@@ -24,6 +24,7 @@ from dlopt.optimize.prune import PruneOptions, PruneResult, prune_model
 from dlopt.specs import parse_input_specs
 from tests.fixtures.prune_models import follows_two_four
 from tests.integration.conftest import sample_source, sample_weights
+from tests.integration.quantized_graphs import assert_static_int8_onnx
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 TINY = FIXTURES / "prune_models.py"
@@ -137,39 +138,20 @@ def test_finetuning_recovers_accuracy_to_within_one_percent(cnn_half: PruneResul
 
 
 def test_pruned_then_int8_quantized_runs_end_to_end(cnn_half: PruneResult, tmp_path: Path) -> None:
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
+    from dlopt.optimize.quantize import QuantizeOptions, quantize_model
+
+    options = QuantizeOptions(
+        calibration=f"{DIGITS_DATA}:calibration", evaluation=f"{DIGITS_DATA}:evaluation"
     )
 
-    specs = parse_input_specs(["image:batch=1x1x32x32"])
-    calibration = open_data(f"{DIGITS_DATA}:calibration", specs, batch_size=32)
+    result = quantize_model(str(cnn_half.output_dir / "model.onnx"), tmp_path / "int8", options)
 
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = iter(calibration)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            batch = next(self.batches, None)
-            return None if batch is None else {"image": batch.inputs["image"]}
-
-    int8_path = tmp_path / "model.int8.onnx"
-    quantize_static(
-        str(cnn_half.output_dir / "model.onnx"),
-        str(int8_path),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-    )
-
-    ops = {node.op_type for node in onnx.load(str(int8_path)).graph.node}
-    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    assert_static_int8_onnx(result.path)
+    manifest = json.loads(result.manifest_path.read_text())
+    assert manifest["parent"]["sha256"] == sha256_file(cnn_half.output_dir / "model.onnx")
+    assert manifest["checks"]["drift"]["within_budget"] is True  # the default budget
     assert cnn_half.accuracy is not None and cnn_half.accuracy.after_finetune is not None
-    assert _onnx_accuracy(int8_path) >= cnn_half.accuracy.after_finetune - 0.02
+    assert _onnx_accuracy(result.path) >= cnn_half.accuracy.after_finetune - 0.02
 
 
 def test_unstructured_reaches_requested_sparsity_in_the_saved_model(tmp_path: Path) -> None:

@@ -1,4 +1,6 @@
-"""TensorRT: runs serialized engines built by `dlopt build --backend tensorrt`.
+"""TensorRT: runs serialized engines built by `dlopt build --backend tensorrt`, and ONNX files,
+for which it builds (or finds in its engine cache) an engine first, as trtexec and Polygraphy
+do (`onnx_engine.py`); the build time is recorded apart from loading (`engine_build_s`).
 
 Before deserializing, the engine's manifest is checked against this machine (TensorRT version,
 GPU compute capability): a mismatch is a BackendError that says which, never a crash inside
@@ -26,7 +28,6 @@ from dlopt.backends.base import (
     CheckedSession,
     LoadOptions,
     describe_artifact,
-    unsupported_format,
 )
 from dlopt.backends.tensorrt import INSTALL_HINT
 from dlopt.backends.tensorrt.engine_checks import (
@@ -34,13 +35,14 @@ from dlopt.backends.tensorrt.engine_checks import (
     check_engine_compatible,
     parse_version,
 )
+from dlopt.backends.tensorrt.onnx_engine import engine_for_onnx, engine_source
 from dlopt.errors import BackendError
 from dlopt.specs import TensorSpec
 
 
 class TensorRTBackend:
     name = "tensorrt"
-    # load() refuses a real ONNX with the command that builds an engine from it.
+    # An ONNX file is built into an engine first (engine cache), a plan runs as it is.
     formats = frozenset({"onnx", "tensorrt_plan"})
 
     def availability(self) -> Availability:
@@ -74,14 +76,12 @@ class TensorRTBackend:
     def load(self, artifact: str, options: LoadOptions) -> TensorRTSession:
         self._require()  # first: on a machine without TensorRT that is the whole answer
         info = _describe(artifact)
-        if not _is_plan(info):
-            if info.format == "onnx":
-                raise BackendError(
-                    f"the tensorrt backend runs engines and {artifact} is ONNX",
-                    "build one first: dlopt build MODEL.onnx --backend tensorrt",
-                )
-            raise unsupported_format(self.name, info, self.formats)
-        return TensorRTSession(info, options)
+        if engine_source(info) == "plan":
+            return TensorRTSession(info, options)
+        engine = engine_for_onnx(info, options.batch_size)
+        session = TensorRTSession(_describe(str(engine.path)), options)
+        session.info.update(engine.info(Path(artifact)))
+        return session
 
     def _require(self) -> None:
         availability = self.availability()
@@ -107,10 +107,6 @@ def _describe(artifact: str) -> ArtifactInfo:
         precision=str(manifest.get("precision", "fp32")),
         manifest=manifest,
     )
-
-
-def _is_plan(info: ArtifactInfo) -> bool:
-    return bool(info.manifest and info.manifest.get("format") == "tensorrt_plan")
 
 
 class TensorRTSession(CheckedSession):
@@ -177,7 +173,13 @@ class TensorRTSession(CheckedSession):
         runtime = cuda.cudart()
         for name in self._input_names:
             array = np.ascontiguousarray(feeds[name], dtype=self._dtypes[name])
-            self.context.set_input_shape(name, array.shape)
+            if not self.context.set_input_shape(name, array.shape):
+                raise BackendError(
+                    f"{self.where}: input {name!r} of shape {array.shape} is outside the "
+                    "engine's optimization profile",
+                    "build the engine for these shapes (dlopt build --shapes), or bench with "
+                    "a --batch-size inside its profile",
+                )
             pointer = self._buffers[name].ensure(array.nbytes)
             cuda.copy_to_device(pointer, array, self._stream)
             self.context.set_tensor_address(name, pointer)

@@ -55,6 +55,28 @@ def detect_onnx_precision(op_types: Iterable[str], float_types: Iterable[str]) -
     return "fp32"
 
 
+def qdq_refusal(zero_points: Iterable[tuple[str, bool]]) -> str | None:
+    """Why TensorRT cannot build a Q/DQ graph with these zero points, or None.
+
+    `zero_points`: (numpy element type, all zero) of each Q/DQ zero point. TensorRT's ONNX
+    parser takes symmetric quantization only (zero point 0) and quantized types int8/fp8/int4,
+    not uint8 (onnx-tensorrt's operators.md): ONNX Runtime's U8S8 QDQ is refused here, before
+    a build that would fail inside the parser.
+    """
+    points = list(zero_points)
+    if any(element == "uint8" for element, _ in points):
+        return (
+            "has uint8 Q/DQ (ONNX Runtime's U8S8 format), which TensorRT does not build: it "
+            "needs symmetric int8 Q/DQ"
+        )
+    if any(not all_zero for _, all_zero in points):
+        return (
+            "has Q/DQ with non-zero zero points (asymmetric quantization), which TensorRT does "
+            "not build: it needs symmetric int8 Q/DQ"
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class TensorRTPlan:
     """What `build_tensorrt_engine` does: convert the ONNX first or not, and which flags."""

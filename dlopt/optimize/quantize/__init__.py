@@ -30,7 +30,7 @@ from dlopt.artifacts import (
     staging_dir,
     write_manifest,
 )
-from dlopt.optimize.quantize.check import Staged
+from dlopt.optimize.quantize.check import Staged, check_parent_loads
 from dlopt.optimize.quantize.options import (
     Progress,
     QuantizeError,
@@ -106,6 +106,7 @@ def _onnx_parent(
             "export it first: dlopt export SOURCE --format onnx"
             + ("" if ref.kind == "onnx" else "; --target torch takes a torch source"),
         )
+    check_parent_loads(ref.path)  # before any target's work: one line, exit 2
     parent_manifest = read_manifest(ref.path) or {}
     specs = [TensorSpec.from_dict(item) for item in parent_manifest.get("inputs", [])] or (
         onnx_input_specs(ref.path)

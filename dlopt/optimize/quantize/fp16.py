@@ -52,12 +52,19 @@ def onnx_fp16(
         ) from error
     measured = measure_drift(runner, evaluation, budgets)
     require_budgets(
-        budgets, measured, f"FP16 {parent.name}", "relax --max-drift, or use another --mode"
+        budgets,
+        measured,
+        f"FP16 {parent.name}",
+        "use --target openvino --mode fp16, or another --mode",
+        options.budget_source,
+        evaluation,
     )
     recipe = {"tool": "onnxconverter-common float16", "keep_io_types": True}
     if options.target == "tensorrt":
         recipe["next_step"] = "dlopt build model.onnx --backend tensorrt --precision fp16"
-    return Staged([output], recipe, drift_record(evaluation, measured, budgets))
+    return Staged(
+        [output], recipe, drift_record(evaluation, measured, budgets, options.budget_source)
+    )
 
 
 def convert_onnx_to_fp16(source: Path, target: Path, converter: str) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,18 +61,47 @@ DYNAMIC_OP_TYPES = ("MatMul", "Gemm", "Attention", "LSTM", "Gather", "EmbedLayer
 
 
 def preprocess(model: Path, output: Path) -> tuple[Path, str]:
-    """ORT's quant_pre_process, with its documented fallbacks; returns (model, what ran)."""
+    """ORT's quant_pre_process, with its documented fallbacks; returns (model, what ran).
+
+    Runs from a scratch folder beside `output`, removed afterwards: ORT's symbolic shape
+    inference saves `sym_shape_infer_temp.onnx` and uuid-named external data files into the
+    current directory when it fails (a hard-coded relative path), which would otherwise litter
+    the user's working directory (90 MB for a MiniLM).
+    """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    for skip_symbolic, label in ((False, "full"), (True, "skip_symbolic_shape")):
-        try:
-            # It prints its shape-inference failures itself; the label records what ran.
-            with contextlib.redirect_stdout(io.StringIO()):
-                quant_pre_process(str(model), str(output), skip_symbolic_shape=skip_symbolic)
-            return output, label
-        except Exception:  # ORT raises plain Exceptions here: try the next level
-            continue
+    model, output = model.resolve(), output.resolve()
+    scratch = output.parent / "preprocess-scratch"
+    scratch.mkdir(exist_ok=True)
+    try:
+        for skip_symbolic, label in ((False, "full"), (True, "skip_symbolic_shape")):
+            try:
+                # It prints and logs its shape-inference failures itself; the label records
+                # what ran.
+                with (
+                    contextlib.chdir(scratch),
+                    _logging_off(),
+                    contextlib.redirect_stdout(io.StringIO()),
+                ):
+                    quant_pre_process(str(model), str(output), skip_symbolic_shape=skip_symbolic)
+                return output, label
+            except Exception:  # ORT raises plain Exceptions here: try the next level
+                continue
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return model, "none (pre-processing failed; quantizing the model as exported)"
+
+
+@contextlib.contextmanager
+def _logging_off() -> Iterator[None]:
+    """ORT's pre-processing logs every failed fallback with a traceback (logger.error) and
+    symbolic shape inference warns per node; the manifest records which level ran."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
 
 
 def nodes_to_exclude(model: Path, patterns: Sequence[str]) -> list[str]:
@@ -234,7 +264,9 @@ def quantize_onnx_within_budget(
             measured,
             f"INT8 {parent.name} even with {max(most, 0)} of {len(ranking)} quantized nodes "
             "kept float",
-            "relax --max-drift, give more representative --calibration data, or use --mode dynamic",
+            _budget_hint(options),
+            options.budget_source,
+            evaluation,
         )
     symmetric = options.target == "tensorrt"
     activation = None if options.mode == "dynamic" else ("QInt8" if symmetric else "QUInt8")
@@ -254,7 +286,17 @@ def quantize_onnx_within_budget(
     }
     if options.target == "tensorrt":
         recipe["next_step"] = "dlopt build model.onnx --backend tensorrt --precision int8"
-    return Staged([output], recipe, drift_record(evaluation, measured, budgets, attempts=attempts))
+    drift = drift_record(evaluation, measured, budgets, options.budget_source, attempts=attempts)
+    return Staged([output], recipe, drift)
+
+
+def _budget_hint(options: QuantizeOptions) -> str:
+    others = "use --mode dynamic or --target openvino (NNCF)"
+    if options.mode == "dynamic":
+        others = "use --target openvino (NNCF) with --calibration DATA"
+    if options.budget_source == "given":
+        return f"relax --max-drift, give more representative --calibration data, or {others}"
+    return f"give more representative --calibration data, or {others}"
 
 
 def _sensitivity_ranking(

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from dlopt.errors import ConfigError, DloptError
-from dlopt.optimize.quantize.budget import DriftBudget, parse_budget
+from dlopt.optimize.quantize.budget import DEFAULT_BUDGETS, NO_BUDGET, DriftBudget, parse_budget
 
 
 class QuantizeError(DloptError):
@@ -64,7 +64,8 @@ class QuantizeOptions:
     """How to quantize; validated on creation (ConfigError names field, value and choices).
 
     `evaluation` is the data drift is measured on (default: the calibration data, or random
-    inputs when there is none); `max_drift` holds `METRIC=VALUE` budgets and needs `evaluation`.
+    inputs when there is none); `max_drift` holds `METRIC=VALUE` budgets and needs `evaluation`;
+    empty, the default budget applies (`DEFAULT_BUDGETS`); `("none",)` opts out of any budget.
     """
 
     # The fields with a fixed set of values: checked here, listed in the config schema.
@@ -111,20 +112,34 @@ class QuantizeOptions:
             )
         object.__setattr__(self, "exclude", tuple(self.exclude))
         object.__setattr__(self, "max_drift", tuple(self.max_drift))
-        budgets = self.budgets()  # raises ConfigError on bad METRIC=VALUE
-        if budgets and not self.evaluation:
+        if NO_BUDGET in (text.strip().lower() for text in self.max_drift):
+            if len(self.max_drift) > 1:
+                raise ConfigError(
+                    f"--max-drift none turns every budget off, but {len(self.max_drift)} "
+                    "budgets were given",
+                    "give either --max-drift none or METRIC=VALUE budgets",
+                )
+            return
+        given = [parse_budget(text) for text in self.max_drift]  # ConfigError if malformed
+        if given and not self.evaluation:
             raise ConfigError(
                 "--max-drift needs evaluation data to measure drift on",
                 "pass --eval DATA (held-out data, with labels for accuracy_drop)",
             )
-        if budgets and self.target == "torch":
-            raise ConfigError(
-                "--max-drift is not available for --target torch",
-                "drop --max-drift, or quantize for --target onnxruntime or openvino",
-            )
+
+    @property
+    def budget_source(self) -> str:
+        """`default` (no --max-drift), `given` (METRIC=VALUE budgets) or `none` (opted out)."""
+        if not self.max_drift:
+            return "default"
+        return "none" if self.max_drift[0].strip().lower() == NO_BUDGET else "given"
 
     def budgets(self) -> list[DriftBudget]:
-        return [parse_budget(text) for text in self.max_drift]
+        """The budgets quantization must keep: the user's, the default ones, or none."""
+        source = self.budget_source
+        if source == "default":
+            return list(DEFAULT_BUDGETS)
+        return [] if source == "none" else [parse_budget(text) for text in self.max_drift]
 
     def precision(self) -> str:
         return "int8" if self.mode in ("dynamic", "static") else self.mode

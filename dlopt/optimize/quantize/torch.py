@@ -45,7 +45,7 @@ def quantize_torch_dynamic(
     import torch
 
     from dlopt.optimize.model_input import parent_record, resolve_model_input
-    from dlopt.optimize.quantize.check import drift_record, open_evaluation
+    from dlopt.optimize.quantize.check import drift_record, open_evaluation, require_budgets
     from dlopt.optimize.quantize.options import QuantizeError, QuantizeResult
     from dlopt.specs import random_feed
     from dlopt.torch_io import FlatIOModule, run_torch, to_tensors
@@ -95,9 +95,19 @@ def quantize_torch_dynamic(
         def runner(module: Any) -> Callable[[Mapping[str, np.ndarray]], list[np.ndarray]]:
             return lambda feed: list(run_torch(module, feed, specs).values())
 
-        evaluation = evaluation_set(open_evaluation(specs, options), runner(fp32))
-        measured = measure_drift(runner(reloaded), evaluation)
-        drift = drift_record(evaluation, measured, ())
+        evaluation = evaluation_set(open_evaluation(specs, options), runner(fp32), names or ())
+        budgets = options.budgets()
+        measured = measure_drift(runner(reloaded), evaluation, budgets)
+        # No fallback here (torch.ao has no per-layer choice in this path): a check only.
+        require_budgets(
+            budgets,
+            measured,
+            f"the dynamic INT8 TorchScript of {model}",
+            "use --target onnxruntime --mode dynamic (per-channel INT8 weights)",
+            options.budget_source,
+            evaluation,
+        )
+        drift = drift_record(evaluation, measured, budgets, options.budget_source)
         drift["reference"] = "FP32 torch model (eager)"
         recipe = {
             "step": "quantize",
