@@ -12,7 +12,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dlopt.errors import SourceError
+from dlopt.errors import SourceError, first_line
+
+
+def read_onnx_structure(path: Path) -> Any:
+    """The ModelProto of a user's ONNX file without its external tensor bytes; SourceError in
+    one line when it does not parse."""
+    import onnx
+
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as error:
+        raise SourceError(
+            f"{path} is not a readable ONNX model: {first_line(error, 200)}",
+            "the file may be truncated, corrupt, or another format",
+        ) from error
 
 
 def check_external_data_paths(model_path: Path) -> list[Path]:
@@ -20,16 +34,9 @@ def check_external_data_paths(model_path: Path) -> list[Path]:
 
     Reads only the graph's structure (no tensor bytes).
     """
-    import onnx
     from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
-    try:
-        model = onnx.load(str(model_path), load_external_data=False)
-    except Exception as error:
-        raise SourceError(
-            f"{model_path} is not a readable ONNX model: {str(error).splitlines()[0][:200]}",
-            "the file may be truncated, corrupt, or another format",
-        ) from error
+    model = read_onnx_structure(model_path)
     folder = model_path.resolve().parent
     files: list[Path] = []
     for tensor in _all_tensors(model.graph):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dlopt.artifacts import artifact_size_bytes
-from dlopt.errors import SourceError, first_line
+from dlopt.errors import first_line
 from dlopt.harness.inspect.leaks import LeakCollector
 from dlopt.harness.inspect.macs import convolution_macs, matmul_macs, transposed_convolution_macs
 from dlopt.harness.inspect.summary import ModelSummary, PrecisionMix, TensorInfo
@@ -46,15 +46,9 @@ QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 def inspect_onnx(path: Path, specs: Sequence[TensorSpec]) -> ModelSummary:
     """Summary of the ONNX model at `path`, MACs at the specs' example shapes."""
-    import onnx
+    from dlopt.onnx_safety import read_onnx_structure
 
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as error:
-        raise SourceError(
-            f"{path} is not a readable ONNX model: {first_line(error)}",
-            "the file may be truncated, corrupt, or another format",
-        ) from error
+    model = read_onnx_structure(path)
     graph = model.graph
     notes: list[str] = []
     shapes, types = _inferred(model, specs, notes)
