@@ -4,6 +4,9 @@ Accepted forms:
 - `path/to/model.py:factory` or `package.module:factory`: a callable returning an `nn.Module`,
   optionally with weights (a state_dict file: `.pt`/`.pth`/`.bin`, or `.safetensors`);
 - a TorchScript file, a `torch.export` ExportedProgram (`.pt2`);
+- `hf:PATH[#TASK]`: a local Hugging Face model folder (`dlopt.hf_source`, extra `dlopt[hf]`);
+- `torchvision:NAME`: a torchvision architecture, weights with `--weights`
+  (`dlopt.torchvision_source`, extra `dlopt[torchvision]`);
 - an ONNX file or an OpenVINO IR (`.xml`), for the commands that work on those.
 File formats are recognised by their content, not only their extension, so an ONNX file named
 `.pt` (or the reverse) gets a clear message instead of a parser traceback.
@@ -29,9 +32,11 @@ if TYPE_CHECKING:
     import torch
 
 FACTORY_HELP = (
-    "a model source is path/to/model.py:factory, package.module:factory, a TorchScript file, "
-    "a .pt2 ExportedProgram or an .onnx file"
+    "a model source is path/to/model.py:factory, package.module:factory, hf:MODEL_FOLDER, "
+    "torchvision:NAME, a TorchScript file, a .pt2 ExportedProgram or an .onnx file"
 )
+HF_PREFIX = "hf:"
+TORCHVISION_PREFIX = "torchvision:"
 _REFERENCE = re.compile(r"^(?P<target>.+):(?P<attr>[A-Za-z_][A-Za-z0-9_]*)$")
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 TORCH_FORMATS = ("factory", "torchscript", "exported_program")
@@ -50,7 +55,8 @@ class SourceRef:
     text: str
     path: Path | None = None
     module: str | None = None
-    attribute: str | None = None
+    attribute: str | None = None  # the factory; the hf task; the torchvision model name
+    builder: str | None = None  # None (a Python factory), "hf" or "torchvision"
 
 
 @dataclass
@@ -66,6 +72,18 @@ class LoadedModel:
 
 def parse_source(text: str) -> SourceRef:
     """Recognise the kind of a model source; raises SourceError when it does not exist."""
+    if text.startswith(HF_PREFIX):
+        from dlopt.hf_source import split_hf_source
+
+        folder, task = split_hf_source(text)
+        return SourceRef("factory", text, path=folder, attribute=task, builder="hf")
+    if text.startswith(TORCHVISION_PREFIX):
+        name = text[len(TORCHVISION_PREFIX) :]
+        if not _MODULE_NAME.match(name) or "." in name:
+            raise SourceError(
+                f"{text!r} names no torchvision model", "write it as torchvision:resnet50"
+            )
+        return SourceRef("factory", text, attribute=name, builder="torchvision")
     candidate = Path(text)
     if candidate.exists():
         kind = detect_file_format(candidate)
@@ -183,7 +201,7 @@ def load_torch_model(
         )
     weights_sha256 = None
     if weights is not None:
-        if ref.kind != "factory":
+        if ref.kind != "factory" or ref.builder == "hf":
             raise WeightsError(
                 f"--weights given for {ref.text}, which already holds its weights",
                 "drop --weights, or give a model.py:factory source",
@@ -196,6 +214,16 @@ def load_torch_model(
 
 def _load_factory(ref: SourceRef) -> tuple[torch.nn.Module, list[TensorSpec]]:
     import torch
+
+    if ref.builder == "hf" and ref.path is not None:
+        from dlopt.hf_source import load_hf_model
+
+        module, specs, _ = load_hf_model(ref.path, ref.attribute, ref.text)
+        return module, specs
+    if ref.builder == "torchvision":
+        from dlopt.torchvision_source import load_torchvision_model
+
+        return load_torchvision_model(ref.attribute or "", ref.text)
 
     python_module = _import_python_module(ref)
     factory = getattr(python_module, ref.attribute or "", None)

@@ -121,6 +121,9 @@ def bench(
         raise ConfigError("both --iterations and --min-time given", "give one of them")
     # Before any measuring: a report that cannot be written would throw the run away.
     check_outputs([*models, reference, data, weights], [output_dir], [json_path, md_path])
+    from dlopt.text_data import resolve_tokenizer
+
+    data = resolve_tokenizer(data, reference or (models[0] if models else None))
     settings = BenchSettings(
         backends=tuple(backend or ["onnxruntime"]),
         data=data,

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from dlopt.commands._common import (
+    HfTaskOpt,
     InputOpt,
     SourceArg,
     TrustPickleOpt,
@@ -121,6 +122,7 @@ def build(
     input_specs: InputOpt = None,
     weights: WeightsOpt = None,
     trust_pickle: TrustPickleOpt = False,
+    task: HfTaskOpt = None,
 ) -> None:
     """Build a deployment engine from an ONNX file or a torch model.
 
@@ -149,6 +151,11 @@ def build(
         precision_hint=precision_hint.value,
         allow_tf32=allow_tf32,
     )
+    from dlopt.hf_source import with_task
+    from dlopt.text_data import resolve_tokenizer
+
+    source = with_task(source, task.value if task else None)
+    calibration = resolve_tokenizer(calibration, source)
     if output_dir is None:
         base = default_output_dir(source)
         output_dir = base.with_name(f"{base.name}_{backend.value}_{precision.value}")

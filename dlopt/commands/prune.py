@@ -153,7 +153,10 @@ def prune(
     from dlopt.commands.export import default_output_dir
     from dlopt.optimize.prune import PruneOptions, prune_model
     from dlopt.path_safety import check_outputs
+    from dlopt.text_data import resolve_tokenizer
 
+    finetune = resolve_tokenizer(finetune, source)
+    eval_data = resolve_tokenizer(eval_data, source)
     options = PruneOptions(
         method=method.value,
         amount=amount,

@@ -126,7 +126,10 @@ def quantize(
 
     from dlopt.optimize.quantize import QuantizeOptions, quantize_model
     from dlopt.path_safety import check_outputs
+    from dlopt.text_data import resolve_tokenizer
 
+    calibration = resolve_tokenizer(calibration, model)
+    evaluation = resolve_tokenizer(evaluation, model)
     options = QuantizeOptions(
         mode=mode,
         target=target,
