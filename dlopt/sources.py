@@ -21,7 +21,7 @@ import inspect
 import re
 import sys
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -452,5 +452,43 @@ def onnx_input_specs(path: Path) -> list[TensorSpec]:
                 f"({onnx.TensorProto.DataType.Name(tensor_type.elem_type)})",
                 "dlopt feeds float32, float16, int64, int32 and bool inputs",
             )
-        specs.append(spec_from_graph(graph_input.name, dims, dtype))
+        spec = spec_from_graph(graph_input.name, dims, dtype)
+        if dtype in ("int64", "int32"):
+            spec = replace(spec, value_range=_index_range(model.graph, graph_input.name))
+        specs.append(spec)
     return specs
+
+
+def _index_range(graph: Any, name: str) -> tuple[float, float] | None:
+    """The values an integer input may take, read from the graph: the rows of the table a
+    Gather looks it up in (token ids: 0..vocab_size-1), 0..1 for a mask; None (the default
+    0..9) when the graph does not tell. Synthetic data outside an embedding's rows would stop
+    the runtime with an out-of-bounds index."""
+    tables = {
+        initializer.name: initializer.dims[0]
+        for initializer in graph.initializer
+        if len(initializer.dims) >= 1
+    }
+    # The ids may be reshaped on the way (GPT-2 views them as (-1, seq) first).
+    same_values = {"Reshape", "Cast", "Unsqueeze", "Squeeze", "Flatten", "Identity"}
+    aliases, pending = {name}, [name]
+    while pending:
+        current = pending.pop()
+        for node in graph.node:
+            if node.op_type in same_values and node.input and node.input[0] == current:
+                fresh = [output for output in node.output if output not in aliases]
+                aliases.update(fresh)
+                pending.extend(fresh)
+    rows = [
+        tables[node.input[0]]
+        for node in graph.node
+        if node.op_type == "Gather"
+        and len(node.input) > 1
+        and node.input[1] in aliases
+        and node.input[0] in tables
+    ]
+    if rows:
+        return (0.0, float(min(rows) - 1))
+    if "mask" in name.lower():
+        return (0.0, 1.0)
+    return None
