@@ -44,7 +44,8 @@ def bench(
         typer.Option(
             "--data",
             "-d",
-            help="Evaluation data: .npz, folder of .npy, file.py:function, sample:NAME[:SPLIT], "
+            help="Evaluation data: .npz, folder of .npy, file.py:function, text:FILE.txt|.jsonl "
+            "(tokenized with the model's tokenizer), sample:NAME[:SPLIT], "
             "or synthetic (default: synthetic random inputs, latency and drift only).",
         ),
     ] = None,
@@ -170,7 +171,7 @@ def bench_table(report: BenchReport) -> object:
     from rich.markup import escape
     from rich.table import Table
 
-    from dlopt.harness.bench_report import row_cells
+    from dlopt.harness.bench_report import model_labels, row_cells
     from dlopt.plain_text import plain_text
 
     speed = Table(title="dlopt bench: speed and memory")
@@ -191,9 +192,13 @@ def bench_table(report: BenchReport) -> object:
         speed.add_column(column, overflow="fold")
     for column in accuracy_columns:
         accuracy.add_column(column, overflow="fold")
+    # Rows are named by what tells the models apart (the folder, where every file is
+    # model.onnx), so a narrow terminal never splits a long path mid-word; the paths follow.
+    labels = model_labels(list(dict.fromkeys(row.model for row in report.rows)))
     for row in report.rows:
         style = {"failed": "red", "skipped": "yellow"}.get(row.status)
-        cells = [escape(text) for text in row_cells(row)]  # a model named [red] stays as it is
+        # escaped: a model named [red] stays as it is
+        cells = [escape(text) for text in row_cells(row, labels.get(row.model))]
         speed.add_row(*cells[:9], style=style)
         accuracy.add_row(*cells[:2], *cells[9:], style=style)
     captions = [
@@ -201,6 +206,9 @@ def bench_table(report: BenchReport) -> object:
         for row in report.rows
         for warning in row.warnings
     ]
+    renamed = [f"{label} = {model}" for model, label in labels.items() if label != model]
+    if renamed:
+        speed.caption = escape(plain_text("models: " + "; ".join(renamed)))
     if captions:
         accuracy.caption = "\n".join(captions)
     return Group(speed, accuracy)

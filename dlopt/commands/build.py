@@ -176,8 +176,19 @@ def build(
     for key, value in result.details.items():
         if key in ("parity", "checks", "quantization") or value in (None, {}, []):
             continue
-        out.print(f"{key}: {value}", markup=False)
+        out.print(f"{key.replace('_', ' ')}: {_plain(value)}", markup=False)
     out.print(
         f"[green]wrote[/green] {escape(str(result.path))} ({result.backend}, {result.precision}; "
         f"manifest {result.manifest_path.name})"
     )
+
+
+def _plain(value: object) -> str:
+    """A detail as a person reads it: `A=1, B=x` for a mapping, `yes`/`no` for a flag."""
+    if isinstance(value, dict):
+        return ", ".join(f"{key}={_plain(item)}" for key, item in value.items()) or "none"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_plain(item) for item in value) or "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
