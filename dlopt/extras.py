@@ -22,5 +22,5 @@ def require(module: str, extra: str, needed_for: str) -> Any:
     except ImportError as error:
         raise SourceError(
             f"{needed_for} needs the optional extra dlopt[{extra}] ({module} is not installed)",
-            f"pip install 'dlopt[{extra}]'",
+            f"install it: pip install 'dlopt[{extra}]'",
         ) from error

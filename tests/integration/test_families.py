@@ -34,7 +34,7 @@ FAMILIES = [
     Family("mobilenet_v3", "torchvision:mobilenet_v3_small", IMAGE_64),
     Family("efficientnet_b0", "torchvision:efficientnet_b0", IMAGE_64),
     Family("regnet", "torchvision:regnet_y_400mf", IMAGE_64),
-    Family("convnext", "torchvision:convnext_tiny", IMAGE_64),
+    Family("convnext", f"{FIXTURES / 'family_models.py'}:convnext_small_blocks", IMAGE_64),
     Family("vit", f"{FIXTURES / 'family_models.py'}:vit_tiny", ("image:batch=1x3x32x32",)),
     Family("shufflenet_v2", "torchvision:shufflenet_v2_x0_5", IMAGE_64),
     Family("deeplabv3", "torchvision:deeplabv3_mobilenet_v3_large", IMAGE_64),
@@ -48,7 +48,7 @@ FAMILIES = [
     Family("bert", "hf:bert-classifier", calibration="text"),
     Family("gpt2", "hf:gpt2", mode="dynamic", calibration="text"),
 ]
-SLOW = {"convnext", "deeplabv3", "efficientnet_b0", "regnet"}
+SLOW = {"deeplabv3", "efficientnet_b0", "regnet", "mobilenet_v3"}
 
 
 def _params() -> list[object]:
