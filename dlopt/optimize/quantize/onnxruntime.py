@@ -65,30 +65,13 @@ def preprocess(model: Path, output: Path) -> tuple[Path, str]:
 
     for skip_symbolic, label in ((False, "full"), (True, "skip_symbolic_shape")):
         try:
-            # It prints its shape-inference failures itself; the label records what ran. When
-            # symbolic shape inference fails it leaves sym_shape_infer_temp.onnx and uuid-named
-            # .data files in the working directory: run it in the staging folder (removed
-            # afterwards), never in the user's.
-            with contextlib.redirect_stdout(io.StringIO()), _working_directory(output.parent):
-                quant_pre_process(
-                    str(model.resolve()), str(output.resolve()), skip_symbolic_shape=skip_symbolic
-                )
+            # It prints its shape-inference failures itself; the label records what ran.
+            with contextlib.redirect_stdout(io.StringIO()):
+                quant_pre_process(str(model), str(output), skip_symbolic_shape=skip_symbolic)
             return output, label
         except Exception:  # ORT raises plain Exceptions here: try the next level
             continue
     return model, "none (pre-processing failed; quantizing the model as exported)"
-
-
-@contextlib.contextmanager
-def _working_directory(folder: Path) -> Iterator[None]:
-    import os
-
-    previous = Path.cwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
 
 
 def nodes_to_exclude(model: Path, patterns: Sequence[str]) -> list[str]:
