@@ -168,3 +168,17 @@ def test_quantize_choices_match_the_options_and_help_fits_80_columns() -> None:
         output = runner.invoke(app, [name, "--help"], env={"COLUMNS": "80"}).output
         assert "…" not in output, name
         assert "Examples:" in output, name
+
+
+def test_gate_config_resolves_hf_and_text_relative_to_the_config(tmp_path: Path) -> None:
+    from dlopt.gate.config import parse_gate_config
+
+    folder = _hf_folder(tmp_path)
+    (tmp_path / "eval.jsonl").write_text('{"text": "a", "label": 0}\n')
+    raw = {
+        "model": {"source": "hf:minibert#sequence-classification"},
+        "data": {"evaluation": "text:eval.jsonl"},
+    }
+    config = parse_gate_config(raw, tmp_path / "dlopt.toml")
+    assert config.model.source == f"hf:{folder}#sequence-classification"
+    assert config.data.evaluation == f"text:{tmp_path / 'eval.jsonl'}@{folder}"
