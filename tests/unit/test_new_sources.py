@@ -182,3 +182,19 @@ def test_gate_config_resolves_hf_and_text_relative_to_the_config(tmp_path: Path)
     config = parse_gate_config(raw, tmp_path / "dlopt.toml")
     assert config.model.source == f"hf:{folder}#sequence-classification"
     assert config.data.evaluation == f"text:{tmp_path / 'eval.jsonl'}@{folder}"
+
+
+def test_hf_folder_with_custom_code_is_refused_not_run(tmp_path: Path) -> None:
+    """A config that needs the folder's own code (auto_map) is refused: trust_remote_code
+    stays off, so no file of the folder runs."""
+    from dlopt.sources import load_torch_model
+
+    folder = tmp_path / "custom"
+    folder.mkdir()
+    (folder / "config.json").write_text(
+        json.dumps({"model_type": "my-own", "auto_map": {"AutoConfig": "code.MyConfig"}})
+    )
+    (folder / "code.py").write_text("raise SystemExit('the folder code ran')\n")
+    (folder / "model.safetensors").write_bytes(b"x")
+    with pytest.raises(SourceError, match="runs no code from model folders"):
+        load_torch_model(f"hf:{folder}")
