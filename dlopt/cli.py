@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import typer
-from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from dlopt import __version__
@@ -32,29 +31,25 @@ from dlopt.commands import verify as verify_command
 from dlopt.commands._common import INTERRUPTED, report_errors
 from dlopt.errors import ExitCode
 
+# Help is Click's plain formatter (rich_markup_mode=None), not Rich's panels: at 80 columns
+# Rich's option table left the help text a 20-column cell and cut every longer word with "…"
+# (input specs, paths, module names); Click's formatter wraps between words and cuts nothing,
+# and shows each choice option's values ([static|dynamic|fp16|bf16]). Help texts are then
+# plain text too: bracketed words such as `dlopt[tensorrt]` print as written.
 
-def _escape_help(command: Any) -> None:
-    """Help texts are plain text: Rich markup (on in Typer's help) would eat bracketed words
-    such as `dlopt[tensorrt]`."""
-    for attribute in ("help", "epilog", "short_help"):
-        text = getattr(command, attribute, None)
-        if text:
-            setattr(command, attribute, escape(text))
-    for parameter in command.params:
-        if getattr(parameter, "help", None):
-            parameter.help = escape(parameter.help)
+
+def _keep_layout(examples: str) -> str:
+    """Examples as written: Click re-wraps epilog paragraphs unless each starts with \b."""
+    paragraphs = [p for p in examples.strip("\n").split("\n\n") if p.strip()]
+    return "\n\n".join(f"\b\n{paragraph}" for paragraph in paragraphs)
 
 
 class _PlainHelpCommand(TyperCommand):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _escape_help(self)
+    pass
 
 
 class _PlainHelpGroup(TyperGroup):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _escape_help(self)
+    pass
 
 
 app = typer.Typer(
@@ -66,6 +61,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -86,7 +82,7 @@ def _root(
 
 
 def _register(name: str, command: Callable[..., Any], examples: str) -> None:
-    app.command(name, epilog=examples, cls=_PlainHelpCommand)(report_errors(command))
+    app.command(name, epilog=_keep_layout(examples), cls=_PlainHelpCommand)(report_errors(command))
 
 
 _register("export", export_command.export, export_command.EXAMPLES)

@@ -9,6 +9,8 @@ Sources (`open_data(source, specs)`):
   arrays (pickles) are refused;
 - `file.py:function` or `package.module:function`: a callable returning an iterable of batches
   (dicts of arrays, optionally with `labels`); called with `batch_size=` when it accepts it;
+- `text:FILE.txt` or `text:FILE.jsonl` (`@MODEL_FOLDER` for the tokenizer): sentences tokenized
+  with the model's tokenizer, padded to its sequence length (`dlopt.text_data`);
 - `sample:NAME[:SPLIT]`: a sample model's dataset (`models/NAME/data.py`, split `evaluation`
   by default, or `calibration` / `training`);
 - `synthetic` or None: random batches from the input specs (never zeros) for latency-only runs.
@@ -48,7 +50,7 @@ SYNTHETIC_BATCHES = 8  # distinct random batches a synthetic source yields (with
 SAMPLE_SPLITS = ("evaluation", "calibration", "training")
 DATA_HELP = (
     "data is a .npz file, a folder of NAME.npy files, file.py:function, package.module:function, "
-    "sample:NAME[:SPLIT] or synthetic"
+    "text:FILE.txt, text:FILE.jsonl, sample:NAME[:SPLIT] or synthetic"
 )
 _MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
@@ -196,6 +198,10 @@ def open_data(
         return DataSource(f"{source}", npz_file(path, specs), specs, batch_size, limit)
     if source.startswith("sample:"):
         return DataSource(source, _sample(source), specs, batch_size, limit)
+    if source.startswith("text:"):
+        from dlopt.text_data import text_chunks
+
+        return DataSource(source, text_chunks(source, specs), specs, batch_size, limit)
     if ":" in source:
         return DataSource(source, _function(source, batch_size), specs, batch_size, limit)
     raise DataError(f"data source {source!r} does not exist", DATA_HELP)

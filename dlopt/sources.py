@@ -4,6 +4,9 @@ Accepted forms:
 - `path/to/model.py:factory` or `package.module:factory`: a callable returning an `nn.Module`,
   optionally with weights (a state_dict file: `.pt`/`.pth`/`.bin`, or `.safetensors`);
 - a TorchScript file, a `torch.export` ExportedProgram (`.pt2`);
+- `hf:PATH[#TASK]`: a local Hugging Face model folder (`dlopt.hf_source`, extra `dlopt[hf]`);
+- `torchvision:NAME`: a torchvision architecture, weights with `--weights`
+  (`dlopt.torchvision_source`, extra `dlopt[torchvision]`);
 - an ONNX file or an OpenVINO IR (`.xml`), for the commands that work on those.
 File formats are recognised by their content, not only their extension, so an ONNX file named
 `.pt` (or the reverse) gets a clear message instead of a parser traceback.
@@ -18,7 +21,7 @@ import inspect
 import re
 import sys
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +32,11 @@ if TYPE_CHECKING:
     import torch
 
 FACTORY_HELP = (
-    "a model source is path/to/model.py:factory, package.module:factory, a TorchScript file, "
-    "a .pt2 ExportedProgram or an .onnx file"
+    "a model source is path/to/model.py:factory, package.module:factory, hf:MODEL_FOLDER, "
+    "torchvision:NAME, a TorchScript file, a .pt2 ExportedProgram or an .onnx file"
 )
+HF_PREFIX = "hf:"
+TORCHVISION_PREFIX = "torchvision:"
 _REFERENCE = re.compile(r"^(?P<target>.+):(?P<attr>[A-Za-z_][A-Za-z0-9_]*)$")
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 TORCH_FORMATS = ("factory", "torchscript", "exported_program")
@@ -50,7 +55,8 @@ class SourceRef:
     text: str
     path: Path | None = None
     module: str | None = None
-    attribute: str | None = None
+    attribute: str | None = None  # the factory; the hf task; the torchvision model name
+    builder: str | None = None  # None (a Python factory), "hf" or "torchvision"
 
 
 @dataclass
@@ -67,6 +73,18 @@ class LoadedModel:
 
 def parse_source(text: str) -> SourceRef:
     """Recognise the kind of a model source; raises SourceError when it does not exist."""
+    if text.startswith(HF_PREFIX):
+        from dlopt.hf_source import split_hf_source
+
+        folder, task = split_hf_source(text)
+        return SourceRef("factory", text, path=folder, attribute=task, builder="hf")
+    if text.startswith(TORCHVISION_PREFIX):
+        name = text[len(TORCHVISION_PREFIX) :]
+        if not _MODULE_NAME.match(name) or "." in name:
+            raise SourceError(
+                f"{text!r} names no torchvision model", "write it as torchvision:resnet50"
+            )
+        return SourceRef("factory", text, attribute=name, builder="torchvision")
     candidate = Path(text)
     if candidate.exists():
         kind = detect_file_format(candidate)
@@ -197,7 +215,7 @@ def load_torch_model(
         )
     weights_sha256 = None
     if weights is not None:
-        if ref.kind != "factory":
+        if ref.kind != "factory" or ref.builder == "hf":
             raise WeightsError(
                 f"--weights given for {ref.text}, which already holds its weights",
                 "drop --weights, or give a model.py:factory source",
@@ -210,6 +228,16 @@ def load_torch_model(
 
 def _load_factory(ref: SourceRef) -> tuple[torch.nn.Module, list[TensorSpec]]:
     import torch
+
+    if ref.builder == "hf" and ref.path is not None:
+        from dlopt.hf_source import load_hf_model
+
+        module, specs, _ = load_hf_model(ref.path, ref.attribute, ref.text)
+        return module, specs
+    if ref.builder == "torchvision":
+        from dlopt.torchvision_source import load_torchvision_model
+
+        return load_torchvision_model(ref.attribute or "", ref.text)
 
     python_module = _import_python_module(ref)
     factory = getattr(python_module, ref.attribute or "", None)
@@ -441,7 +469,10 @@ def onnx_input_specs(path: Path) -> list[TensorSpec]:
                 f"({onnx.TensorProto.DataType.Name(tensor_type.elem_type)})",
                 "dlopt feeds float32, float16, int64, int32 and bool inputs",
             )
-        specs.append(spec_from_graph(graph_input.name, dims, dtype))
+        spec = spec_from_graph(graph_input.name, dims, dtype)
+        if dtype in ("int64", "int32"):
+            spec = replace(spec, value_range=_index_range(model.graph, graph_input.name))
+        specs.append(spec)
     return specs
 
 
@@ -462,3 +493,38 @@ def source_record(loaded: LoadedModel) -> dict[str, Any]:
     if loaded.weights_path is not None:
         record["weights"] = str(loaded.weights_path.resolve())
     return record
+
+
+def _index_range(graph: Any, name: str) -> tuple[float, float] | None:
+    """The values an integer input may take, read from the graph: the rows of the table a
+    Gather looks it up in (token ids: 0..vocab_size-1), 0..1 for a mask; None (the default
+    0..9) when the graph does not tell. Synthetic data outside an embedding's rows would stop
+    the runtime with an out-of-bounds index."""
+    tables = {
+        initializer.name: initializer.dims[0]
+        for initializer in graph.initializer
+        if len(initializer.dims) >= 1
+    }
+    # The ids may be reshaped on the way (GPT-2 views them as (-1, seq) first).
+    same_values = {"Reshape", "Cast", "Unsqueeze", "Squeeze", "Flatten", "Identity"}
+    aliases, pending = {name}, [name]
+    while pending:
+        current = pending.pop()
+        for node in graph.node:
+            if node.op_type in same_values and node.input and node.input[0] == current:
+                fresh = [output for output in node.output if output not in aliases]
+                aliases.update(fresh)
+                pending.extend(fresh)
+    rows = [
+        tables[node.input[0]]
+        for node in graph.node
+        if node.op_type == "Gather"
+        and len(node.input) > 1
+        and node.input[1] in aliases
+        and node.input[0] in tables
+    ]
+    if rows:
+        return (0.0, float(min(rows) - 1))
+    if "mask" in name.lower():
+        return (0.0, 1.0)
+    return None

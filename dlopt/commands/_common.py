@@ -8,6 +8,7 @@ import sys
 import traceback
 import warnings
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -21,8 +22,28 @@ INTERRUPTED = 130  # Ctrl-C, as shells report a process ended by SIGINT
 SourceArg = Annotated[
     str,
     typer.Argument(
-        help="The model: path/to/model.py:factory, package.module:factory, a TorchScript file, "
-        "a .pt2 ExportedProgram, or an .onnx file where the command takes ONNX.",
+        help="The model: path/to/model.py:factory, package.module:factory, hf:MODEL_FOLDER "
+        "(a local Hugging Face folder; dlopt[hf]), torchvision:NAME (dlopt[torchvision]), a "
+        "TorchScript file, a .pt2 ExportedProgram, or an .onnx file where the command takes "
+        "ONNX.",
+        show_default=False,
+    ),
+]
+
+
+class HfTask(str, Enum):
+    feature_extraction = "feature-extraction"
+    sequence_classification = "sequence-classification"
+    causal_lm = "causal-lm"
+
+
+HfTaskOpt = Annotated[
+    HfTask | None,
+    typer.Option(
+        "--task",
+        help="Head of an hf: model: feature-extraction (mean-pooled embedding), "
+        "sequence-classification (logits) or causal-lm (logits). Default: from the config's "
+        "architectures. Same as hf:FOLDER#TASK.",
         show_default=False,
     ),
 ]

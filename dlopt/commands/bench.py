@@ -48,7 +48,8 @@ def bench(
         typer.Option(
             "--data",
             "-d",
-            help="Evaluation data: .npz, folder of .npy, file.py:function, sample:NAME[:SPLIT], "
+            help="Evaluation data: .npz, folder of .npy, file.py:function, text:FILE.txt|.jsonl "
+            "(tokenized with the model's tokenizer), sample:NAME[:SPLIT], "
             "or synthetic (default: synthetic random inputs, latency and drift only).",
         ),
     ] = None,
@@ -128,6 +129,9 @@ def bench(
         raise ConfigError("both --iterations and --min-time given", "give one of them")
     # Before any measuring: a report that cannot be written would throw the run away.
     check_outputs([*models, reference, data, weights], [output_dir], [json_path, md_path])
+    from dlopt.text_data import resolve_tokenizer
+
+    data = resolve_tokenizer(data, reference or (models[0] if models else None))
     settings = BenchSettings(
         backends=tuple(backend or ["onnxruntime"]),
         data=data,
@@ -177,7 +181,7 @@ def bench_table(report: BenchReport) -> object:
     from rich.markup import escape
     from rich.table import Table
 
-    from dlopt.harness.bench_report import row_cells
+    from dlopt.harness.bench_report import model_labels, row_cells
     from dlopt.plain_text import plain_text
 
     speed = Table(title="dlopt bench: speed and memory")
@@ -198,9 +202,13 @@ def bench_table(report: BenchReport) -> object:
         speed.add_column(column, overflow="fold")
     for column in accuracy_columns:
         accuracy.add_column(column, overflow="fold")
+    # Rows are named by what tells the models apart (the folder, where every file is
+    # model.onnx), so a narrow terminal never splits a long path mid-word; the paths follow.
+    labels = model_labels(list(dict.fromkeys(row.model for row in report.rows)))
     for row in report.rows:
         style = {"failed": "red", "skipped": "yellow"}.get(row.status)
-        cells = [escape(text) for text in row_cells(row)]  # a model named [red] stays as it is
+        # escaped: a model named [red] stays as it is
+        cells = [escape(text) for text in row_cells(row, labels.get(row.model))]
         speed.add_row(*cells[:9], style=style)
         accuracy.add_row(*cells[:2], *cells[9:], style=style)
     captions = [
@@ -208,6 +216,9 @@ def bench_table(report: BenchReport) -> object:
         for row in report.rows
         for warning in row.warnings
     ]
+    renamed = [f"{label} = {model}" for model, label in labels.items() if label != model]
+    if renamed:
+        speed.caption = escape(plain_text("models: " + "; ".join(renamed)))
     if captions:
         accuracy.caption = "\n".join(captions)
     return Group(speed, accuracy)

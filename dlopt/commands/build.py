@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from dlopt.commands._common import (
+    HfTaskOpt,
     InputOpt,
     KeepDebugMetadataOpt,
     SourceArg,
@@ -123,6 +124,7 @@ def build(
     weights: WeightsOpt = None,
     trust_pickle: TrustPickleOpt = False,
     keep_debug_metadata: KeepDebugMetadataOpt = False,
+    task: HfTaskOpt = None,
 ) -> None:
     """Build a deployment engine from an ONNX file or a torch model.
 
@@ -152,6 +154,11 @@ def build(
         precision_hint=precision_hint.value,
         allow_tf32=allow_tf32,
     )
+    from dlopt.hf_source import with_task
+    from dlopt.text_data import resolve_tokenizer
+
+    source = with_task(source, task.value if task else None)
+    calibration = resolve_tokenizer(calibration, source)
     if output_dir is None:
         base = default_output_dir(source)
         output_dir = base.with_name(f"{base.name}_{backend.value}_{precision.value}")
@@ -172,9 +179,20 @@ def build(
     for key, value in result.details.items():
         if key in ("parity", "checks", "quantization") or value in (None, {}, []):
             continue
-        out.print(f"{key}: {value}", markup=False)
+        out.print(f"{key.replace('_', ' ')}: {_plain(value)}", markup=False)
     out.print(
         f"[green]wrote[/green] {escape(str(result.path))} ({result.backend}, {result.precision}; "
         f"manifest {result.manifest_path.name})"
     )
     out.print(stripped_note(result.manifest_path))
+
+
+def _plain(value: object) -> str:
+    """A detail as a person reads it: `A=1, B=x` for a mapping, `yes`/`no` for a flag."""
+    if isinstance(value, dict):
+        return ", ".join(f"{key}={_plain(item)}" for key, item in value.items()) or "none"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_plain(item) for item in value) or "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from dlopt.commands._common import (
+    HfTaskOpt,
     InputOpt,
     KeepDebugMetadataOpt,
     SourceArg,
@@ -25,6 +26,10 @@ Examples:
 
   dlopt export net.py:build -i input_ids:batch=2xseq=64:int64:0..999 \\
       -i attention_mask:batch=2xseq=64:int64:1..1 --exporter legacy
+
+  dlopt export hf:models/minilm --task feature-extraction --format onnx
+
+  dlopt export torchvision:resnet50 --weights resnet50.safetensors -o out/resnet50
 """
 
 
@@ -77,6 +82,7 @@ def export(
     seed: Annotated[int, typer.Option(help="Seed of the random parity inputs.")] = 0,
     trust_pickle: TrustPickleOpt = False,
     keep_debug_metadata: KeepDebugMetadataOpt = False,
+    task: HfTaskOpt = None,
 ) -> None:
     """Export a PyTorch model to ONNX and/or TorchScript and check parity at several shapes.
 
@@ -86,10 +92,12 @@ def export(
     """
     from rich.console import Console
 
+    from dlopt.hf_source import with_task
     from dlopt.optimize.export import ExportOptions, export_model
     from dlopt.optimize.export.parity import DEFAULT_TOLERANCES, Tolerance
     from dlopt.path_safety import check_outputs
 
+    source = with_task(source, task.value if task else None)
     output_dir = output_dir or default_output_dir(source)
     check_outputs([source, weights], folders=[output_dir])
 
@@ -133,7 +141,12 @@ def export(
 
 
 def default_output_dir(source: str) -> Path:
-    """out/<name>: the model file's folder for `.../model.py:factory`, else the file's stem."""
+    """out/<name>: the model file's folder for `.../model.py:factory`, else the file's stem;
+    the folder's name for `hf:FOLDER`, the model's for `torchvision:NAME`."""
+    if source.startswith("hf:"):
+        return Path("out") / (Path(source[3:].partition("#")[0]).resolve().name or "model")
+    if source.startswith("torchvision:"):
+        return Path("out") / (source.split(":", 1)[1] or "model")
     target = source.rsplit(":", 1)[0] if source.count(":") and not Path(source).exists() else source
     path = Path(target)
     if path.suffix == ".py" or "/" in target:

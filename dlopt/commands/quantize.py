@@ -3,6 +3,7 @@ the FP32 parent, then a speed check against it."""
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -34,6 +35,34 @@ Examples:
 """
 
 
+class ModeChoice(str, Enum):
+    """QuantizeOptions' MODES (tests/unit/test_cli.py checks they agree)."""
+
+    static = "static"
+    dynamic = "dynamic"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+class TargetChoice(str, Enum):
+    onnxruntime = "onnxruntime"
+    openvino = "openvino"
+    tensorrt = "tensorrt"
+    torch = "torch"
+
+
+class MethodChoice(str, Enum):
+    minmax = "minmax"
+    entropy = "entropy"
+    percentile = "percentile"
+
+
+class ModelTypeChoice(str, Enum):
+    auto = "auto"
+    transformer = "transformer"
+    other = "other"
+
+
 def quantize(
     model: Annotated[
         str,
@@ -43,27 +72,30 @@ def quantize(
         ),
     ],
     mode: Annotated[
-        str,
+        ModeChoice,
         typer.Option(
             help="static (INT8, needs --calibration), dynamic (INT8 weights), fp16 or bf16."
         ),
-    ] = "static",
+    ] = ModeChoice.static,
     target: Annotated[
-        str,
+        TargetChoice,
         typer.Option(
             help="onnxruntime (U8S8 QDQ), tensorrt (S8S8 Q/DQ ONNX, or FP16 ONNX), openvino "
             "(NNCF INT8 IR; fp16/bf16 IRs), torch (dynamic INT8 TorchScript with the "
             "DEPRECATED torch.ao.quantization)."
         ),
-    ] = "onnxruntime",
+    ] = TargetChoice.onnxruntime,
     calibration: Annotated[
         str | None,
-        typer.Option(help="Calibration data: .npz, .npy folder, file.py:function, sample:NAME."),
+        typer.Option(
+            help="Calibration data: .npz, .npy folder, file.py:function, text:FILE.txt|.jsonl "
+            "(tokenized with the model's tokenizer), sample:NAME."
+        ),
     ] = None,
     calibration_size: Annotated[int, typer.Option(help="Calibration samples.")] = 300,
     method: Annotated[
-        str, typer.Option(help="Calibration method (ONNX targets): minmax, entropy, percentile.")
-    ] = "minmax",
+        MethodChoice, typer.Option(help="Calibration method (ONNX targets).")
+    ] = MethodChoice.minmax,
     per_channel: Annotated[
         bool, typer.Option("--per-channel/--per-tensor", help="Per-channel weight scales.")
     ] = True,
@@ -94,9 +126,9 @@ def quantize(
         ),
     ] = None,
     model_type: Annotated[
-        str,
-        typer.Option(help="auto, transformer or other (NNCF's transformer scheme; openvino)."),
-    ] = "auto",
+        ModelTypeChoice,
+        typer.Option(help="NNCF's transformer scheme or not (openvino); auto: by the graph."),
+    ] = ModelTypeChoice.auto,
     weights: Annotated[
         Path | None, typer.Option(help="State dict for a torch source (--target torch).")
     ] = None,
@@ -134,19 +166,22 @@ def quantize(
     from dlopt.commands._tables import stripped_note
     from dlopt.optimize.quantize import QuantizeOptions, quantize_model
     from dlopt.path_safety import check_outputs
+    from dlopt.text_data import resolve_tokenizer
 
+    calibration = resolve_tokenizer(calibration, model)
+    evaluation = resolve_tokenizer(evaluation, model)
     options = QuantizeOptions(
-        mode=mode,
-        target=target,
+        mode=mode.value,
+        target=target.value,
         calibration=calibration,
         calibration_size=calibration_size,
-        method=method,
+        method=method.value,
         per_channel=per_channel,
         exclude=tuple(exclude or ()),
         evaluation=evaluation,
         evaluation_size=evaluation_size,
         max_drift=tuple(max_drift or ()),
-        model_type=model_type,
+        model_type=model_type.value,
         seed=seed,
     )
     name = Path(model.split(":")[0]).parent.name or "model"

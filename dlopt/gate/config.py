@@ -218,8 +218,8 @@ def parse_gate_config(raw: Mapping[str, Any], path: Path) -> GateConfig:
     )
     data = _build(DataConfig, "data", raw.get("data", {}))
     data = DataConfig(
-        evaluation=resolve_reference(data.evaluation, base) if data.evaluation else None,
-        calibration=resolve_reference(data.calibration, base) if data.calibration else None,
+        evaluation=data_reference(data.evaluation, base, model.source),
+        calibration=data_reference(data.calibration, base, model.source),
         task=data.task,
         evaluation_limit=data.evaluation_limit,
         calibration_limit=data.calibration_limit,
@@ -378,12 +378,28 @@ def _resolve_path(text: str, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
+def data_reference(text: str | None, base: Path, model_source: str) -> str | None:
+    """A data source resolved like any reference; `text:` data gets the model's tokenizer."""
+    if not text:
+        return None
+    from dlopt.text_data import resolve_tokenizer
+
+    return resolve_tokenizer(resolve_reference(text, base), model_source)
+
+
 def resolve_reference(text: str | None, base: Path) -> str:
     """Make `model.py:factory` and plain file paths relative to the config's folder."""
     if text is None:
         raise ConfigError("a source is missing")
-    if text in ("synthetic",):
+    if text in ("synthetic",) or text.startswith("torchvision:"):
         return text
+    for prefix in ("hf:", "text:"):  # hf:FOLDER[#TASK], text:FILE[@TOKENIZER_FOLDER]
+        if text.startswith(prefix):
+            body, sep, tail = text[len(prefix) :].partition("#" if prefix == "hf:" else "@")
+            resolved = f"{prefix}{_resolve_path(body, base)}"
+            if sep:
+                resolved += sep + (tail if prefix == "hf:" else str(_resolve_path(tail, base)))
+            return resolved
     target, sep, attribute = text.rpartition(":")
     if sep and (target.endswith(".py") or "/" in target):
         return f"{_resolve_path(target, base)}:{attribute}"

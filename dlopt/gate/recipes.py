@@ -80,7 +80,7 @@ def _options(variant: VariantConfig, config: GateConfig) -> Any:
     if variant.kind == "prune":
         from dlopt.optimize.prune import PruneOptions
 
-        fields = _prune_fields(variant.recipe, base)
+        fields = _prune_fields(variant.recipe, base, config.model.source)
         if fields.get("finetune") and config.data.task in ("classification", "regression"):
             fields.setdefault("task", config.data.task)
         return _build(PruneOptions, variant, fields)
@@ -91,10 +91,10 @@ def _options(variant: VariantConfig, config: GateConfig) -> Any:
         fields.setdefault("calibration_size", config.data.calibration_limit)
         calibration = fields.get("calibration") or config.data.calibration
         if calibration and fields.get("mode", "static") == "static":
-            fields["calibration"] = _resolve(str(calibration), base)
+            fields["calibration"] = _data(str(calibration), base, config.model.source)
         evaluation = fields.get("evaluation") or config.data.evaluation
         if evaluation:
-            fields["evaluation"] = _resolve(str(evaluation), base)
+            fields["evaluation"] = _data(str(evaluation), base, config.model.source)
         for key in ("exclude", "max_drift"):
             if isinstance(fields.get(key), list):
                 fields[key] = tuple(fields[key])
@@ -105,7 +105,7 @@ def _options(variant: VariantConfig, config: GateConfig) -> Any:
         fields = dict(variant.recipe)
         fields.setdefault("calibration_size", config.data.calibration_limit)
         if fields.get("calibration"):
-            fields["calibration"] = _resolve(str(fields["calibration"]), base)
+            fields["calibration"] = _data(str(fields["calibration"]), base, config.model.source)
         if isinstance(fields.get("shapes"), list):
             fields["shapes"] = tuple(fields["shapes"])
         return _build(BuildOptions, variant, fields)
@@ -115,28 +115,34 @@ def _options(variant: VariantConfig, config: GateConfig) -> Any:
     )
 
 
-def _prune_fields(recipe: Mapping[str, Any], base: Path) -> dict[str, Any]:
+def _prune_fields(recipe: Mapping[str, Any], base: Path, model_source: str) -> dict[str, Any]:
     """`finetune = {data = "...", epochs = 2, lr = 1e-3}` -> PruneOptions' flat fields."""
     fields = dict(recipe)
     finetune = fields.pop("finetune", None)
     if isinstance(finetune, Mapping):
         finetune = dict(finetune)
         data = finetune.pop("data", None)
-        fields["finetune"] = _resolve(data, base) if data else None
+        fields["finetune"] = _data(data, base, model_source) if data else None
         for key in ("epochs", "lr", "batch_size", "task", "evaluate"):
             if key in finetune:
                 value = finetune.pop(key)
-                fields[key] = _resolve(value, base) if key == "evaluate" else value
+                fields[key] = _data(value, base, model_source) if key == "evaluate" else value
         if finetune:
             raise ConfigError(
                 f"prune.finetune has unknown key {next(iter(finetune))!r}",
                 "allowed: data, epochs, lr, batch_size, task, evaluate",
             )
     elif finetune is not None:
-        fields["finetune"] = _resolve(str(finetune), base)
+        fields["finetune"] = _data(str(finetune), base, model_source)
     if "ignore" in fields and isinstance(fields["ignore"], list):
         fields["ignore"] = tuple(fields["ignore"])
     return fields
+
+
+def _data(reference: str, base: Path, model_source: str) -> str | None:
+    from dlopt.gate.config import data_reference
+
+    return data_reference(reference, base, model_source)
 
 
 def _resolve(reference: str, base: Path) -> str:

@@ -43,11 +43,35 @@ def render_markdown(report: BenchReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def row_cells(row: BenchRow) -> list[str]:
+def model_labels(models: list[str]) -> dict[str, str]:
+    """A short, distinct name per model for table rows: the file name where it is unique, else
+    the fewest trailing folders that tell the files apart (`cnn-int8/model.onnx` beside
+    `cnn/model.onnx`, where every file is model.onnx); sources that are no path stay as given."""
+    from pathlib import PurePath
+
+    parts = {model: PurePath(model).parts for model in models}
+    labels: dict[str, str] = {}
+    for model in models:
+        if ":" in model and not PurePath(model).suffix:  # file.py:factory, hf:..., torchvision:
+            labels[model] = model
+            continue
+        mine = parts[model]
+        for depth in range(1, len(mine) + 1):
+            tail = mine[-depth:]
+            if all(other == model or parts[other][-depth:] != tail for other in models):
+                labels[model] = str(PurePath(*tail))
+                break
+        else:
+            labels[model] = model
+    return labels
+
+
+def row_cells(row: BenchRow, label: str | None = None) -> list[str]:
     """The row's cells as plain text (no control characters); each renderer escapes them for
-    its own format."""
+    its own format. `label` names the model instead of its full path (see model_labels)."""
     status = row.status if row.reason is None else f"{row.status}: {row.reason}"
-    cells = [plain_text(row.model) + (" (ref)" if row.is_reference else ""), row.backend]
+    name = plain_text(label or row.model)
+    cells = [name + (" (ref)" if row.is_reference else ""), row.backend]
     cells.append(plain_text(status))
     latency, ratio = row.latency or {}, row.latency_ratio_to_reference
     if latency:

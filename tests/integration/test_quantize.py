@@ -340,7 +340,6 @@ def test_a_budget_that_cannot_be_met_exits_1_and_writes_nothing(
         (["--max-drift", "cosine=0.99"], "needs evaluation data"),
         (["--max-drift", "cosine>0.99", "--eval", "x.npz"], "METRIC=VALUE"),
         (["--max-drift", "cosine=1.5", "--eval", "x.npz"], "out of range"),
-        (["--target", "tpu"], "not available"),
     ],
 )
 def test_bad_quantize_options_exit_2_with_one_line(

@@ -109,6 +109,7 @@ def test_unknown_option_is_a_usage_error() -> None:
         (["bench"], "Missing argument"),
         (["bench", "--batch-size", "x", "m.onnx"], "'--batch-size'"),
         (["no-such-command"], "No such command"),
+        (["quantize", "m.onnx", "--target", "tpu"], "'tpu' is not one of 'onnxruntime'"),
     ],
 )
 def test_a_usage_error_is_one_line_exit_2(args: list[str], fragment: str) -> None:

@@ -29,9 +29,15 @@ from dlopt.optimize.openvino_ir import save_ir
 from dlopt.optimize.runners import RunFn, ir_runner, onnx_runner
 from dlopt.specs import Dim, TensorSpec
 
-# FP16 weights: about 3 decimal digits; INT8 is judged by drift and task metrics, not here.
 DRIFT_SAMPLES = 32
-PARITY_TOLERANCES = {"fp32": DEFAULT_TOLERANCES["float32"], "fp16": Tolerance(2e-2, 2e-2)}
+# FP16 weights keep about 3 decimal digits, and the error grows with the size of the values
+# computed with, not of each output element: 0.5% of the output's scale (max |b|) plus 1% of
+# each element. (A fixed atol of 0.02 refused a right ResNet-50 IR whose logits reach 50:
+# max error 0.047, 1e-3 of the scale.) INT8 is judged by drift and task metrics, not here.
+PARITY_TOLERANCES = {
+    "fp32": DEFAULT_TOLERANCES["float32"],
+    "fp16": Tolerance(5e-3, 1e-2, scale_relative=True),
+}
 
 
 def build_openvino_ir(

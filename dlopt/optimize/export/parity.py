@@ -21,10 +21,24 @@ RunFn = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Element-wise tolerance, numpy allclose style: |a - b| <= atol + rtol * |b|."""
+    """Element-wise tolerance, numpy allclose style: |a - b| <= atol + rtol * |b|.
+
+    With `scale_relative`, atol is a fraction of the output's scale (its largest magnitude,
+    max |b|): reduced precision (FP16 weights and arithmetic) errs in proportion to the size of
+    the values it computes with, so a logit near zero among logits of size 50 can be off by
+    more than a fixed atol while the output as a whole is right to 1e-3 of its scale.
+    """
 
     atol: float
     rtol: float
+    scale_relative: bool = False
+
+    def absolute_for(self, expected: np.ndarray) -> float:
+        """The absolute tolerance for this output (atol, or atol x the output's scale)."""
+        if not self.scale_relative or expected.size == 0:
+            return self.atol
+        scale = float(np.max(np.abs(expected)))
+        return self.atol * scale if np.isfinite(scale) and scale > 0 else self.atol
 
 
 # float32 exports differ from eager torch by reordered sums (~1e-6 relative); these defaults
@@ -145,7 +159,8 @@ def _compare(
     limits = tolerance or DEFAULT_TOLERANCES.get(str(expected.dtype), Tolerance(0.0, 0.0))
     measured = drift(actual, expected)
     finite = bool(np.isfinite(actual).all()) if actual.dtype.kind == "f" else True
-    passed = finite and within_tolerance(actual, expected, limits.atol, limits.rtol)
+    atol = limits.absolute_for(expected) if expected.dtype.kind == "f" else limits.atol
+    passed = finite and within_tolerance(actual, expected, atol, limits.rtol)
     return ParityRow(
         shapes,
         name,
@@ -153,7 +168,7 @@ def _compare(
         measured.max_abs_error,
         measured.relative_l2_error,
         measured.cosine,
-        limits.atol,
+        atol,
         limits.rtol,
         "" if finite else "non-finite values",
     )

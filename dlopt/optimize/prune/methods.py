@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from dlopt.errors import PruneError, first_line
+from dlopt.optimize.prune.attention import find_hf_attention, layer_at_failure, update_hf_attention
 from dlopt.optimize.prune.finetune import call_model
 from dlopt.optimize.prune.stats import PRUNABLE_TYPES, supports_two_four, two_four_mask
 from dlopt.outputs import flatten_outputs
@@ -159,11 +160,14 @@ def _structured(
         importance = tp.importance.TaylorImportance()
     else:
         importance = tp.importance.MagnitudeImportance(p=1 if options.importance == "l1" else 2)
-    num_heads = {
+    num_heads: dict[nn.Module, int] = {
         layer: layer.num_heads
         for layer in module.modules()
         if isinstance(layer, nn.MultiheadAttention)
     }
+    hf_attention = find_hf_attention(module)
+    for attention in hf_attention:
+        num_heads.update({projection: attention.heads for projection in attention.projections})
     parameters_before = sum(p.numel() for p in module.parameters())
     try:
         pruner = tp.pruner.BasePruner(
@@ -174,6 +178,11 @@ def _structured(
             ignored_layers=[by_name[name] for name in protected],
             round_to=options.round_to,
             num_heads=num_heads,
+            # Whole heads go (torch-pruning's head pruning): each head keeps its size, so the
+            # attention code that reshapes to (..., heads, head_size) still fits.
+            prune_num_heads=bool(hf_attention),
+            prune_head_dims=not hf_attention,
+            head_pruning_ratio=options.effective_amount if hf_attention else 0.0,
             forward_fn=run,
         )
         if taylor_backward is not None:
@@ -182,12 +191,24 @@ def _structured(
     except PruneError:
         raise
     except Exception as error:
+        layer = layer_at_failure(error, module)
+        if layer is None:
+            raise PruneError(
+                f"torch-pruning's dependency graph cannot prune this model: {first_line(error)}",
+                STRUCTURED_HINT,
+            ) from error
+        block = layer.rsplit(".", 2)[0] if layer.count(".") >= 2 else layer
         raise PruneError(
-            f"torch-pruning's dependency graph cannot prune this model: {first_line(error)}",
-            STRUCTURED_HINT,
+            f"torch-pruning cannot follow the reshape or concatenation after layer {layer} "
+            f"({first_line(error)}): a view that regroups channels there, such as a channel "
+            "shuffle, is outside what its dependency graph models",
+            f"torch-pruning traces every layer (its ignored layers too), so --ignore {block} "
+            "does not help here: use --method unstructured (or 2:4) for this model",
         ) from error
     finally:
         module.zero_grad(set_to_none=True)
+    if hf_attention:
+        update_hf_attention(hf_attention)
     if sum(p.numel() for p in module.parameters()) == parameters_before:
         raise PruneError(
             f"structured pruning at {options.effective_amount:g} removed nothing: every channel "

@@ -122,17 +122,27 @@ def _stage(
     options: QuantizeOptions,
     say: Progress,
 ) -> Staged:
+    from dlopt.onnx_normalize import normalize_onnx
+
+    normalized = normalize_onnx(parent, staging / "normalized.onnx")
+    if normalized.changes:
+        say(f"normalized the graph: {'; '.join(normalized.changes)}")
+    parent = normalized.path
     if options.target == "openvino":
         from dlopt.optimize.quantize.openvino import quantize_to_ir
 
-        return quantize_to_ir(parent, specs, parent_manifest, staging, options, say)
-    if options.mode == "fp16":
+        staged = quantize_to_ir(parent, specs, parent_manifest, staging, options, say)
+    elif options.mode == "fp16":
         from dlopt.optimize.quantize.fp16 import onnx_fp16
 
-        return onnx_fp16(parent, specs, staging, options, say)
-    from dlopt.optimize.quantize.onnxruntime import quantize_onnx_within_budget
+        staged = onnx_fp16(parent, specs, staging, options, say)
+    else:
+        from dlopt.optimize.quantize.onnxruntime import quantize_onnx_within_budget
 
-    return quantize_onnx_within_budget(parent, specs, staging, options, say)
+        staged = quantize_onnx_within_budget(parent, specs, staging, options, say)
+    if normalized.changes:
+        staged.recipe["normalized_parent"] = normalized.changes
+    return staged
 
 
 def _quantize_torch(

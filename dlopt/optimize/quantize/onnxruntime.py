@@ -223,6 +223,12 @@ def quantize_onnx_within_budget(
     say("pre-processing (shape inference, optimization)")
     prepared, preprocessing = preprocess(parent, staging / "prepared.onnx")
     excluded = nodes_to_exclude(prepared, options.exclude)
+    index_nodes: list[str] = []
+    if options.mode == "static":
+        from dlopt.optimize.quantize.index_paths import index_computing_nodes
+
+        index_nodes = [n for n in index_computing_nodes(prepared) if n not in excluded]
+        excluded = [*excluded, *index_nodes]
     calibration = None
     if options.mode == "static":
         calibration = open_calibration(
@@ -278,7 +284,8 @@ def quantize_onnx_within_budget(
         "op_types_quantized": list(DYNAMIC_OP_TYPES) if options.mode == "dynamic" else "all",
         "symmetric": symmetric,
         "preprocessing": preprocessing,
-        "excluded_nodes": excluded,
+        "excluded_nodes": [name for name in excluded if name not in index_nodes],
+        "index_nodes_kept_float": index_nodes,
         "kept_float_for_budget": kept_float,
         "calibration": (
             calibration_record(calibration, samples, options.method) if calibration else {}
