@@ -484,7 +484,11 @@ def source_record(loaded: LoadedModel) -> dict[str, Any]:
     ref = loaded.ref
     reference = ref.text
     record: dict[str, Any] = {"reference": reference, "kind": ref.kind}
-    if ref.path is not None:
+    if ref.path is not None and ref.builder == "hf":
+        # Kept as an hf: source (the tokenizer of `text:` data is found through it).
+        task = f"#{ref.attribute}" if ref.attribute else ""
+        record["reference"] = f"{HF_PREFIX}{ref.path.resolve()}{task}"
+    elif ref.path is not None:
         absolute = str(ref.path.resolve())
         reference = f"{absolute}:{ref.attribute}" if ref.attribute else absolute
         record["reference"] = reference

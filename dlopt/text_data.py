@@ -78,7 +78,13 @@ def _tokenizer_folder(model: str) -> str | None:
     except DloptError:
         return None
     reference = str(manifest.get("source", {}).get("reference", ""))
-    return reference[3:].partition("#")[0] if reference.startswith("hf:") else None
+    if not reference.startswith("hf:"):
+        return None
+    # Recorded relative to the manifest's folder (or withheld when outside: then None).
+    from dlopt.trust.provenance import resolve_recorded
+
+    folder = resolve_recorded(reference[3:].partition("#")[0], path.resolve().parent)
+    return str(folder) if folder is not None else None
 
 
 def text_chunks(source: str, specs: Sequence[TensorSpec]) -> Any:

@@ -24,11 +24,14 @@ from typing import Any
 WITHHELD = "<outside>/"
 SEAL_KEY = "manifest_sha256"
 STAGING_PREFIX = ".dlopt-staging-"
-# An absolute POSIX path inside a longer text: starts after a separator or quote, and stops at
-# whitespace, quotes, brackets, commas or a colon (so `/x/data.py:evaluation` keeps its
-# function name). Device and kernel paths (/dev/nvidia0) say nothing about the user: kept.
+# An absolute POSIX path inside a longer text: starts after a separator or quote, or right
+# after the `hf:` and `text:` source prefixes and a `text:FILE@FOLDER`'s `@`, and stops at
+# whitespace, quotes, brackets, commas, `#`, `@` or a colon (so `/x/data.py:evaluation` keeps
+# its function name and `hf:/x#task` its task). Device and kernel paths (/dev/nvidia0) say
+# nothing about the user: kept.
 _ABSOLUTE_PATH = re.compile(
-    r"(?:^|(?<=[\s'\"(=\[,]))(?!/(?:dev|proc|sys)/)(/[^\s'\":;,()\[\]{}<>|]+)"
+    r"(?:^|(?<=[\s'\"(=\[,@])|(?<=\bhf:)|(?<=\btext:))(?!/(?:dev|proc|sys)/)"
+    r"(/[^\s'\":;,()\[\]{}<>|#@]+)"
 )
 
 

@@ -109,7 +109,10 @@ def test_hf_export_quantize_with_text_data_from_the_cli(tmp_path: Path) -> None:
     )
     assert quantized.exit_code == 0, quantized.output
     recipe = json.loads((tmp_path / "int8" / "model.onnx.dlopt.json").read_text())
-    assert recipe["recipe"]["calibration"]["source"].endswith(f"@{folder}")
+    # The tokenizer folder is recorded, relative to the manifest (no absolute paths shipped).
+    tokenizer = recipe["recipe"]["calibration"]["source"].rpartition("@")[2]
+    assert not Path(tokenizer).is_absolute()
+    assert (tmp_path / "int8" / tokenizer).resolve() == Path(folder).resolve()
     assert "accuracy_drop" in recipe["checks"]["drift"]
 
 

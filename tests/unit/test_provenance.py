@@ -53,3 +53,15 @@ def test_the_seal_changes_with_any_field_and_ignores_itself() -> None:
 
     assert seal(manifest) == seal({**manifest, "manifest_sha256": "y"})
     assert seal(manifest) != seal({**manifest, "sha256": "b" * 64})
+
+
+def test_paths_behind_source_prefixes_are_rewritten_and_urls_are_not() -> None:
+    folder = Path("/srv/work/project/out/fp32")
+
+    assert portable("hf:/srv/work/project/minilm#feature-extraction", folder) == (
+        "hf:../../minilm#feature-extraction"
+    )
+    assert portable("text:/srv/work/project/s.txt@/srv/work/project/minilm", folder) == (
+        "text:../../s.txt@../../minilm"
+    )
+    assert portable("https://in-toto.io/Statement/v1", folder) == "https://in-toto.io/Statement/v1"
