@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from dlopt.commands._common import ExecutorOpt, RayAddressOpt, StageUriOpt
+
 if TYPE_CHECKING:
     from dlopt.harness.bench import BenchReport
 
@@ -21,6 +23,9 @@ Examples:
 
   dlopt bench models/digits_cnn/model.py:create_model -w models/digits_cnn/weights.pt \\
       --backend torch --threads 2
+
+  dlopt bench out/cnn/model.onnx out/q/model.int8.onnx --reference out/cnn/model.onnx \\
+      -b onnxruntime -b openvino --data eval.npz --executor ray --eval-shards 4
 
 A failed row (the worker crashed, ran out of memory or timed out) is printed in red and recorded
 in the reports; it does not by itself make the command fail (exit 0). Bad input exits 2.
@@ -90,6 +95,17 @@ def bench(
             "provider that is not installed is an error (exit 2), never a silent CPU run."
         ),
     ] = None,
+    eval_shards: Annotated[
+        int,
+        typer.Option(
+            "--eval-shards",
+            help="Split the evaluation set into this many index ranges, one worker process "
+            "each (ranges of at least 4096 samples); drift and metrics are merged exactly.",
+        ),
+    ] = 1,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
+    stage_uri: StageUriOpt = None,
     memory_limit: Annotated[
         int | None,
         typer.Option(
@@ -115,6 +131,7 @@ def bench(
     from dlopt.errors import ConfigError
     from dlopt.harness.bench import BenchSettings, run_bench
     from dlopt.harness.bench_report import render_markdown, write_json
+    from dlopt.harness.executors import make_executor
     from dlopt.path_safety import check_outputs
 
     if iterations is not None and min_time is not None:
@@ -136,9 +153,12 @@ def bench(
         seed=seed,
         memory_limit_mb=memory_limit,
         provider=provider,
+        eval_shards=eval_shards,
     )
-    if provider in ("tensorrt", "cuda"):
-        # Before any worker starts: a GPU provider that is not installed is the user's to fix.
+    chosen_executor = make_executor(executor, ray_address, stage_uri)
+    if provider in ("tensorrt", "cuda") and executor == "local":
+        # Before any worker starts: a GPU provider that is not installed is the user's to fix
+        # (on Ray, the node's onnxruntime decides: a missing provider fails its rows).
         import onnxruntime as ort
 
         from dlopt.backends.onnxruntime_backend import ort_provider_plan
@@ -146,7 +166,9 @@ def bench(
         ort_provider_plan(provider, ort.get_available_providers())
     console = Console(stderr=True)
     with console.status("benchmarking") as status:
-        report = run_bench(models, settings, output_dir, progress=status.update)
+        report = run_bench(
+            models, settings, output_dir, progress=status.update, executor=chosen_executor
+        )
     Console().print(bench_table(report))
     if json_path is not None:
         write_json(report, json_path)

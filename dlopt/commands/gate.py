@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from dlopt.commands._common import ExecutorOpt, RayAddressOpt, StageUriOpt
+
 EXAMPLES = """\
 Examples:
 
@@ -15,6 +17,10 @@ Examples:
   dlopt gate dlopt.toml --only int8-static -o reports/pr-123
 
   dlopt gate dlopt.toml --baseline reports/main/report.json
+
+  dlopt gate dlopt.toml --executor ray --ray-address head-node:6379 --mlflow
+
+  dlopt gate dlopt.toml --shard 2/4 -o shard-2      # then: dlopt report merge shard-*/report.json
 
   dlopt gate --print-schema > dlopt-config.schema.json
 """
@@ -40,6 +46,30 @@ def gate(
     print_schema: Annotated[
         bool, typer.Option("--print-schema", help="Print the config's JSON Schema and exit.")
     ] = False,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
+    stage_uri: StageUriOpt = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            metavar="K/N",
+            help="Run the Kth of N shares of the variants (round robin in config order; fp32 "
+            "in every share); join the shards with `dlopt report merge`.",
+            show_default=False,
+        ),
+    ] = None,
+    mlflow: Annotated[
+        str | None,
+        typer.Option(
+            "--mlflow",
+            metavar="[URI]",
+            help="Log the run to MLflow: one parent run, a nested run per (variant, backend). "
+            "Alone (put it after the config) or `default`: [tracking] mlflow, else "
+            "sqlite:///mlflow.db beside the reports. Needs dlopt[mlflow].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Export, make every variant, bench every (variant, backend) pair and judge thresholds.
 
@@ -64,14 +94,33 @@ def gate(
     from dlopt.commands._tables import verdict_table
     from dlopt.gate.pipeline import run_gate
     from dlopt.gate.recipes import config_inputs
+    from dlopt.gate.shards import parse_shard
+    from dlopt.harness.executors import make_executor
     from dlopt.path_safety import check_outputs
+    from dlopt.report.tracking import DEFAULT_URI, require_mlflow, resolve_uri
 
     loaded = load_gate_config(config)
     folder = output_dir or Path("reports") / (config.resolve().parent.name or "run")
     check_outputs([*config_inputs(loaded), baseline], folders=[folder])
+    chosen_shard = parse_shard(shard) if shard is not None else None
+    chosen_executor = make_executor(executor, ray_address, stage_uri)
+    tracking = loaded.tracking.mlflow if mlflow in (None, DEFAULT_URI) else mlflow
+    tracking = tracking or (DEFAULT_URI if mlflow is not None else None)
+    if tracking is not None:
+        require_mlflow()  # before any work: a missing extra is exit 2, not a lost run
+        tracking = resolve_uri(tracking, folder, loaded.path.resolve().parent)
     console = Console(stderr=True)
     with console.status("dlopt gate") as status:
-        outcome = run_gate(loaded, folder, only or (), baseline, progress=status.update)
+        outcome = run_gate(
+            loaded,
+            folder,
+            only or (),
+            baseline,
+            progress=status.update,
+            executor=chosen_executor,
+            shard=chosen_shard,
+            mlflow_uri=tracking,
+        )
     Console().print(verdict_table(outcome.report))
     for name, path in outcome.report_paths.items():
         console.print(f"wrote {path}" if name == "report.json" else f"      {path}", markup=False)

@@ -296,13 +296,17 @@ def _unplaceable(needs: Mapping[str, float], nodes: Sequence[Mapping[str, Any]])
         offered = node.get("Resources", {})
         if all(offered.get(key, 0) >= amount for key, amount in needs.items()):
             return None
-    wanted = ", ".join(f"{key} {amount:g}" for key, amount in sorted(needs.items()))
+    wanted = ", ".join(_amount(key, amount) for key, amount in sorted(needs.items()))
     offers = "; ".join(
         f"{node.get('NodeManagerHostname', '?')}: "
-        + ", ".join(f"{k} {v:g}" for k, v in sorted(_public(node.get("Resources", {})).items()))
+        + ", ".join(_amount(k, v) for k, v in sorted(_public(node.get("Resources", {})).items()))
         for node in nodes
     )
     return f"no node of the Ray cluster has {wanted} (nodes offer {offers or 'nothing'})"
+
+
+def _amount(key: str, value: float) -> str:
+    return f"memory {value / 2**30:.1f} GiB" if key == "memory" else f"{key} {value:g}"
 
 
 def _public(resources: Mapping[str, float]) -> dict[str, float]:
