@@ -9,4 +9,5 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # Pin torch first: an unpinned torch pulls a multi-GB CUDA build; 2.13.0 is the CPU build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[dev]"
+# The ray and mlflow extras too: their tests run in the default suite (about 30 s, 375 MB more).
+.venv/bin/python -m pip install -q -e ".[dev,ray,mlflow]"
