@@ -272,3 +272,6 @@ top1_agreement_min = 0.95
     skipped = [g for g in report["gates"] if g["backend"] == "tensorrt"]
     assert skipped and all(g["verdict"] == "skipped" for g in skipped)
     assert "no node of the Ray cluster" in skipped[0]["reason"]
+    summary = (out / "summary.md").read_text()
+    assert "## Where it ran" in summary and f"Ray node {cluster['tagged'][:12]}" in summary
+    assert "<h2>Where it ran</h2>" in (out / "report.html").read_text()
