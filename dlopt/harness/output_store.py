@@ -21,6 +21,10 @@ from typing import Any
 
 import numpy as np
 
+# Pages written through a memory map count in the process's RSS until it is unmapped: the
+# writer re-maps its files after this many bytes, and readers map a file only per read, so that
+# RSS stays bounded by a window, not by the size of the evaluation set.
+REMAP_BYTES = 8 << 20
 PART_FILE = "part.json"
 INDEX_SUFFIX = ".outputs.json"
 LABELS_FILE = "labels.npy"
@@ -49,6 +53,7 @@ class OutputWriter:
         self.written = 0
         self._outputs: dict[str, tuple[str, np.memmap]] = {}
         self._labels: np.memmap | None = None
+        self._mapped_bytes = 0
         folder.mkdir(parents=True, exist_ok=True)
 
     def append(self, outputs: Mapping[str, np.ndarray], labels: np.ndarray | None) -> None:
@@ -73,6 +78,19 @@ class OutputWriter:
             _fits(self._labels, labels, "labels")
             self._labels[self.written : self.written + size] = labels
         self.written += size
+        self._mapped_bytes += sum(value.nbytes for value in outputs.values())
+        if self._mapped_bytes >= REMAP_BYTES:
+            self._remap()
+
+    def _remap(self) -> None:
+        """Flush and map the files afresh: the written pages leave this process's RSS."""
+        for name, (file, array) in list(self._outputs.items()):
+            array.flush()
+            self._outputs[name] = (file, np.lib.format.open_memmap(self.folder / file, "r+"))
+        if self._labels is not None:
+            self._labels.flush()
+            self._labels = np.lib.format.open_memmap(self.folder / LABELS_FILE, "r+")
+        self._mapped_bytes = 0
 
     def close(self) -> dict[str, Any]:
         """Flush the files and write `part.json`; returns its content."""
@@ -164,17 +182,24 @@ class StoredOutputs:
         self.stop = self.parts[-1].stop
         self.names = list(self.parts[0].files)
         self.has_labels = self.parts[0].labels is not None
-        self._arrays: dict[tuple[int, str], np.ndarray] = {}
+        self._layouts: dict[str, tuple[tuple[int, ...], np.dtype[Any]]] = {}
 
     @property
     def count(self) -> int:
         return self.stop - self.start
 
     def sample_shape(self, name: str) -> tuple[int, ...]:
-        return tuple(self._array(0, name).shape[1:])
+        return self._layout(name)[0]
 
     def dtype(self, name: str) -> np.dtype[Any]:
-        return self._array(0, name).dtype
+        return self._layout(name)[1]
+
+    def _layout(self, name: str) -> tuple[tuple[int, ...], np.dtype[Any]]:
+        if name not in self._layouts:
+            array = self._map(0, name)
+            self._layouts[name] = (tuple(array.shape[1:]), array.dtype)
+            del array
+        return self._layouts[name]
 
     def read(self, name: str, start: int, stop: int) -> np.ndarray:
         """Samples [start, stop) of an output (or `labels`), copied into memory."""
@@ -182,8 +207,9 @@ class StoredOutputs:
         for index, part in enumerate(self.parts):
             low, high = max(start, part.start), min(stop, part.stop)
             if low < high:
-                array = self._array(index, name)
+                array = self._map(index, name)  # mapped for this read only (see REMAP_BYTES)
                 pieces.append(np.array(array[low - part.start : high - part.start]))
+                del array
         if not pieces:
             raise ValueError(f"samples [{start}, {stop}) are outside [{self.start}, {self.stop})")
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
@@ -191,15 +217,12 @@ class StoredOutputs:
     def read_labels(self, start: int, stop: int) -> np.ndarray:
         return self.read(LABELS_KEY, start, stop)
 
-    def _array(self, index: int, name: str) -> np.ndarray:
-        key = (index, name)
-        if key not in self._arrays:
-            part = self.parts[index]
-            file = part.labels if name == LABELS_KEY else part.files.get(name)
-            if file is None:
-                raise KeyError(f"no output {name!r} in {part.folder}")
-            self._arrays[key] = np.load(part.folder / file, mmap_mode="r", allow_pickle=False)
-        return self._arrays[key]
+    def _map(self, index: int, name: str) -> np.ndarray:
+        part = self.parts[index]
+        file = part.labels if name == LABELS_KEY else part.files.get(name)
+        if file is None:
+            raise KeyError(f"no output {name!r} in {part.folder}")
+        return np.load(part.folder / file, mmap_mode="r", allow_pickle=False)
 
 
 def open_outputs(path: str | Path) -> StoredOutputs:
