@@ -170,7 +170,11 @@ class RayExecutor:
             except ray.exceptions.RayError as error:
                 results[group.id] = failed_group(group, f"the Ray task died: {first_line(error)}")
                 continue
-            receive(returned["files"], folder)
+            try:
+                receive(returned["files"], folder)
+            except ValueError as error:
+                results[group.id] = failed_group(group, f"the Ray task's files: {error}")
+                continue
             results[group.id] = returned["result"]
         now = time.monotonic()
         for reference, (group, deadline, limit_s) in list(pending.items()):

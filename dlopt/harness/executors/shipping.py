@@ -103,9 +103,13 @@ class Stage:
 
 
 def receive(files: Mapping[str, Any], folder: Path) -> None:
-    """Write files sent by `Stage.send` (or returned by a node) into `folder`."""
+    """Write files sent by `Stage.send` (or returned by a node) into `folder`; a name that
+    would land outside it is refused."""
+    root = folder.resolve()
     for name, value in files.items():
         target = folder / name
+        if Path(name).is_absolute() or not target.resolve().is_relative_to(root):
+            raise ValueError(f"refusing to write {name!r} outside {folder}")
         target.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(value, str):
             _download(value, target)
