@@ -80,6 +80,7 @@ def run_gate(
 
     `executor` runs the bench jobs (default: here, one after another); `shard` keeps its share
     of the variants (`gate.shards`); `mlflow_uri` logs the run to MLflow (`report.tracking`)."""
+    from dlopt.gate.bench_plan import bench_variants, runnable_on, unavailable_here
     from dlopt.gate.recipes import check_recipe
     from dlopt.harness.executors.local import LocalExecutor
     from dlopt.report.write import append_step_summary, read_report, write_reports
@@ -106,10 +107,10 @@ def run_gate(
             gates.append(skipped(artifact.name, "-", "recipe", artifact.error))
         elif artifact.error is not None:
             gates.append(failed(artifact.name, "-", "recipe", artifact.error))
-    runnable = {backend: _runnable(backend, made, variants) for backend in config.bench.backends}
+    runnable = {backend: runnable_on(backend, made, variants) for backend in config.bench.backends}
     if executor.name == "local":  # elsewhere, each node says what it can run
-        gates += _unavailable_here(runnable, config)
-    bench = _bench(runnable, made, config, output_dir / "bench", executor, say)
+        gates += unavailable_here(runnable, config)
+    bench = bench_variants(runnable, made, config, output_dir / "bench", executor, say)
     for backend in config.bench.backends:
         backend_rows, backend_gates = _judge_backend(backend, runnable[backend], bench, config)
         rows += backend_rows
@@ -224,84 +225,6 @@ def _make(
             dict(variant.recipe),
         )
     return VariantArtifact(variant.name, variant.kind, path, None, dict(variant.recipe))
-
-
-def _runnable(
-    backend_name: str, made: Sequence[VariantArtifact], variants: Sequence[VariantConfig]
-) -> dict[str, VariantArtifact]:
-    """The variants (by artifact path) to bench on a backend: made, meant for it, in a format
-    it runs; none when the reference is not among them (nothing to compare with)."""
-    from dlopt.backends import get_backend
-    from dlopt.backends.base import describe_artifact
-
-    backend = get_backend(backend_name)
-    wanted = {variant.name: variant.backends for variant in variants}
-    runnable: dict[str, VariantArtifact] = {}
-    for variant in made:
-        if variant.path is None:
-            continue
-        restricted = wanted.get(variant.name)
-        if restricted and backend_name not in restricted:
-            continue
-        if describe_artifact(str(variant.path)).format in backend.formats:
-            runnable[str(variant.path)] = variant
-    return runnable if str(made[0].path) in runnable else {}
-
-
-def _unavailable_here(
-    runnable: dict[str, dict[str, VariantArtifact]], config: GateConfig
-) -> list[GateResult]:
-    """Skipped (optional) or failed gates for backends this machine cannot run; their
-    variants are taken out of `runnable`."""
-    from dlopt.backends import get_backend
-
-    gates: list[GateResult] = []
-    for backend_name, variants in runnable.items():
-        availability = get_backend(backend_name).availability()
-        if not variants or availability.ok:
-            continue
-        reason = f"{backend_name} is unavailable here: {availability.reason}"
-        for variant in variants.values():
-            if backend_name in config.bench.optional_backends:
-                gates.append(skipped(variant.name, backend_name, "*", f"optional; {reason}"))
-            else:
-                gates.append(failed(variant.name, backend_name, "*", reason))
-        runnable[backend_name] = {}
-    return gates
-
-
-def _bench(
-    runnable: dict[str, dict[str, VariantArtifact]],
-    made: Sequence[VariantArtifact],
-    config: GateConfig,
-    folder: Path,
-    executor: Executor,
-    say: Progress,
-) -> dict[str, Any]:
-    """One bench of every runnable (variant, backend) pair: the executor may run the backends'
-    groups side by side, each on a node that fits its target."""
-    from dlopt.harness.bench import BenchSettings, run_bench
-
-    backends = tuple(backend for backend, variants in runnable.items() if variants)
-    if not backends:
-        return {"rows": []}
-    say(f"benchmarking on {', '.join(backends)}")
-    settings = BenchSettings(
-        backends=backends,
-        data=config.data.evaluation,
-        reference=str(made[0].path),
-        batch_size=config.bench.batch_size,
-        threads=config.bench.threads,
-        min_time_s=config.bench.min_time_s,
-        max_iterations=config.bench.max_iterations,
-        eval_limit=config.data.evaluation_limit,
-        task=config.data.task,
-        timeout_s=config.bench.timeout_s,
-        eval_shards=config.bench.eval_shards,
-    )
-    models = list(dict.fromkeys(path for variants in runnable.values() for path in variants))
-    wanted = {backend: list(runnable[backend]) for backend in backends}
-    return run_bench(models, settings, folder, say, executor, config.targets, wanted).to_dict()
 
 
 def _judge_backend(

@@ -167,7 +167,11 @@ class RayExecutor:
             group, _, _ = pending.pop(reference)
             try:
                 returned = ray.get(reference)
-            except ray.exceptions.RayError as error:
+            except ray.exceptions.RayTaskError as error:  # raised by dlopt's code on the node
+                cause = error.cause if error.cause is not None else error
+                results[group.id] = failed_group(group, f"the Ray task failed: {first_line(cause)}")
+                continue
+            except ray.exceptions.RayError as error:  # its worker or node died, out of memory...
                 results[group.id] = failed_group(group, f"the Ray task died: {first_line(error)}")
                 continue
             try:
