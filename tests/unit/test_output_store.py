@@ -55,3 +55,14 @@ def test_parts_read_as_one_sequence_and_gaps_are_refused(tmp_path: Path) -> None
         StoredOutputs(
             [Part.read(first), Part.read(write_part(tmp_path / "c", {"out": values[7:]}, None, 7))]
         )
+
+
+def test_files_from_a_node_cannot_land_outside_the_jobs_folder(tmp_path: Path) -> None:
+    from dlopt.harness.executors.shipping import receive
+
+    receive({"a/result.json": b"{}"}, tmp_path / "jobs")
+    assert (tmp_path / "jobs" / "a" / "result.json").read_bytes() == b"{}"
+    for name in ("../escaped.txt", "/tmp/escaped.txt", "a/../../escaped.txt"):
+        with pytest.raises(ValueError, match="outside"):
+            receive({name: b"x"}, tmp_path / "jobs")
+    assert not (tmp_path / "escaped.txt").exists()
