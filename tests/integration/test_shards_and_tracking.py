@@ -27,9 +27,7 @@ weights = "{CNN / "weights.pt"}"
 
 [data]
 evaluation = "{CNN / "data.py"}:evaluation"
-calibration = "{CNN / "data.py"}:calibration"
 evaluation_limit = 64
-calibration_limit = 64
 
 [[variants]]
 name = "fp16"
@@ -37,7 +35,7 @@ quantize = {{ mode = "fp16", target = "onnxruntime" }}
 
 [[variants]]
 name = "int8"
-quantize = {{ mode = "static", target = "onnxruntime" }}
+quantize = {{ mode = "dynamic", target = "onnxruntime" }}
 
 [bench]
 backends = ["onnxruntime"]
@@ -189,7 +187,7 @@ def test_every_run_is_tracked_in_mlflow(runs: dict, tmp_path: Path) -> None:
     assert set(children) == {"fp32", "fp16", "int8"}
     int8 = children["int8"]
     rows = {row["variant"]: row for row in full["rows"]}
-    assert int8.data.params["recipe.mode"] == "static" and int8.data.params["kind"] == "quantize"
+    assert int8.data.params["recipe.mode"] == "dynamic" and int8.data.params["kind"] == "quantize"
     assert int8.data.tags["verdict"] == "pass" and int8.data.tags["backend"] == "onnxruntime"
     assert int8.data.metrics["latency_p50_ms"] == rows["int8"]["latency_ms"]["p50"]
     assert int8.data.metrics["model_size_mb"] == pytest.approx(rows["int8"]["model_size_mb"])

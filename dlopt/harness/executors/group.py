@@ -92,7 +92,7 @@ def run_group(group: GroupJob, folder: Path, progress: Progress | None = None) -
     say = progress or (lambda message: None)
     result: dict[str, Any] = {
         "group": group.id,
-        "node": node_info(),
+        "node": None,
         "unavailable": None,
         "failed": None,
         "pairs": {},
@@ -101,6 +101,7 @@ def run_group(group: GroupJob, folder: Path, progress: Progress | None = None) -
     availability = get_backend(group.backend).availability()
     if not availability.ok:
         result["unavailable"] = availability.reason
+        result["node"] = node_info()
         return result
     solo = len(group.models) == 1 and len(group.ranges) == 1
     for model in group.models:
@@ -126,6 +127,7 @@ def run_group(group: GroupJob, folder: Path, progress: Progress | None = None) -
         job = _job(group, "interleaved", done, folder / f"{group.id}-ab")
         measured, reason = run_worker(job, group.timeout_s)
         result["interleaved"] = {"result": measured, "reason": reason}
+    result["node"] = node_info()  # after the jobs: reading the hardware may start `uname`
     return result
 
 

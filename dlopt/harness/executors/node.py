@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 import socket
 import subprocess
@@ -12,14 +13,20 @@ from typing import Any
 
 def node_info() -> dict[str, Any]:
     """This machine, as a report row names it."""
-    from dlopt.artifacts import cpu_info
-
-    info: dict[str, Any] = {"hostname": socket.gethostname(), "cpu": cpu_info(), "gpus": gpus()}
+    info: dict[str, Any] = {**_hardware()}
     ray = sys.modules.get("ray")  # only inside a Ray task: never import Ray for this
     if ray is not None and ray.is_initialized():
         with contextlib.suppress(Exception):
             info["ray_node_id"] = ray.get_runtime_context().get_node_id()
     return info
+
+
+@functools.cache
+def _hardware() -> dict[str, Any]:
+    """Host name, CPU and GPUs: read once per process (the CPU's name may start `uname`)."""
+    from dlopt.artifacts import cpu_info
+
+    return {"hostname": socket.gethostname(), "cpu": cpu_info(), "gpus": gpus()}
 
 
 def gpus() -> list[str]:

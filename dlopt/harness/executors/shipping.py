@@ -60,7 +60,8 @@ def materialize_data(
     limit: int | None,
     seed: int,
 ) -> Path:
-    """The first `limit` samples of a data source as a folder of `NAME.npy` files (and
+    """The first `limit` samples (all of them when None) of a data source as a folder of
+    `NAME.npy` files (and
     `labels.npy`), written batch by batch into memory-mapped files."""
     from dlopt.data import open_data
     from dlopt.harness.output_store import OutputWriter
