@@ -61,8 +61,7 @@ def materialize_data(
     seed: int,
 ) -> Path:
     """The first `limit` samples (all of them when None) of a data source as a folder of
-    `NAME.npy` files (and
-    `labels.npy`), written batch by batch into memory-mapped files."""
+    `NAME.npy` files (and `labels.npy`), written batch by batch into memory-mapped files."""
     from dlopt.data import open_data
     from dlopt.harness.output_store import OutputWriter
     from dlopt.path_safety import check_path_segment
