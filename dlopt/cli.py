@@ -81,8 +81,33 @@ def _root(
     """dlopt: deployment optimization for trained models."""
 
 
-def _register(name: str, command: Callable[..., Any], examples: str) -> None:
-    app.command(name, epilog=_keep_layout(examples), cls=_PlainHelpCommand)(report_errors(command))
+class _ReportGroup(_PlainHelpGroup):
+    """`dlopt report REPORT.json ...` stays `dlopt report render REPORT.json ...`, so the
+    command kept its old form when `dlopt report merge` came."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["render", *args]
+        return super().parse_args(ctx, args)
+
+
+def _register(
+    name: str, command: Callable[..., Any], examples: str, on: typer.Typer | None = None
+) -> None:
+    (on or app).command(name, epilog=_keep_layout(examples), cls=_PlainHelpCommand)(
+        report_errors(command)
+    )
+
+
+report_app = typer.Typer(
+    cls=_ReportGroup,
+    help="Re-render a gate run's reports (`dlopt report REPORT.json`, the same as `dlopt "
+    "report render REPORT.json`), or merge CI shards' reports (`dlopt report merge`).",
+    epilog=_keep_layout(report_command.GROUP_EXAMPLES),
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 
 
 _register("export", export_command.export, export_command.EXAMPLES)
@@ -91,7 +116,9 @@ _register("bench", bench_command.bench, bench_command.EXAMPLES)
 _register("backends", backends_command.backends, backends_command.EXAMPLES)
 _register("gate", gate_command.gate, gate_command.EXAMPLES)
 _register("prune", prune_command.prune, prune_command.EXAMPLES)
-_register("report", report_command.report, report_command.EXAMPLES)
+_register("render", report_command.report, report_command.EXAMPLES, on=report_app)
+_register("merge", report_command.merge, report_command.MERGE_EXAMPLES, on=report_app)
+app.add_typer(report_app, name="report")
 _register("build", build_command.build, build_command.EXAMPLES)
 _register("verify", verify_command.verify, verify_command.EXAMPLES)
 _register("keygen", keygen_command.keygen, keygen_command.EXAMPLES)
@@ -103,7 +130,7 @@ _register("diff", diff_command.diff, diff_command.EXAMPLES)
 def main() -> None:
     """Console-script entry point: exit codes as in the README."""
     try:
-        code = app(standalone_mode=False)
+        code = app(args=with_optional_values(sys.argv[1:]), standalone_mode=False)
     except typer.TyperException as error:  # Typer's usage errors (Click's, vendored)
         code = getattr(error, "exit_code", ExitCode.USAGE_ERROR)
         if type(error).__name__ != "NoArgsIsHelpError":  # the help is already printed
@@ -113,6 +140,23 @@ def main() -> None:
         print("interrupted", file=sys.stderr)
         code = INTERRUPTED
     sys.exit(int(code or 0))
+
+
+# Options whose value may be left out, and the value they then take (`--mlflow` alone).
+# Typer has no such option type, so the one missing value is written in before parsing.
+OPTIONAL_VALUES = {"--mlflow": "default"}
+
+
+def with_optional_values(args: list[str]) -> list[str]:
+    """`args` with the implied value after an optional-value option given without one (at the
+    end, or followed by another option)."""
+    completed: list[str] = []
+    for index, argument in enumerate(args):
+        completed.append(argument)
+        following = args[index + 1] if index + 1 < len(args) else None
+        if argument in OPTIONAL_VALUES and (following is None or following.startswith("-")):
+            completed.append(OPTIONAL_VALUES[argument])
+    return completed
 
 
 def _usage_line(error: typer.TyperException) -> str:

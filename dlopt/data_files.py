@@ -39,10 +39,30 @@ def npy_folder(folder: Path, specs: Sequence[TensorSpec]) -> RawChunks:
                 shape, dtype, _ = _read_npy_header(stream, f"{file.name} in {folder}")
             declared[file.stem] = (shape, dtype)
         check_declared_arrays(declared, specs, str(folder))
-        arrays = {file.stem: np.load(file, mmap_mode="r", allow_pickle=False) for file in files}
+        arrays = {file.stem: _NpyFile(file) for file in files}
         yield from _row_chunks(arrays, str(folder))
 
     return chunks
+
+
+class _NpyFile:
+    """A .npy file memory-mapped only while a slice of it is copied out: pages read through a
+    map held for the whole pass would count in RSS, which would then grow with the data."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+        self.shape: tuple[int, ...] = tuple(array.shape)
+        self.ndim = array.ndim
+        self.dtype = array.dtype
+        del array
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        array = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        try:
+            return np.array(array[rows])
+        finally:
+            del array
 
 
 def _row_chunks(arrays: Mapping[str, Any], where: str) -> Iterator[dict[str, Any]]:

@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/python -m pytest -n 2 -q "$@"
+# loadgroup: the tests that share a Ray cluster or a set of gate runs (xdist_group) stay on
+# one worker, so each is started once.
+.venv/bin/python -m pytest -n 2 --dist loadgroup -q "$@"

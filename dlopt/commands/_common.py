@@ -105,6 +105,34 @@ ModelKeyOpt = Annotated[
     ),
 ]
 
+ExecutorOpt = Annotated[
+    str,
+    typer.Option(
+        "--executor",
+        help="Where the bench jobs run: local (here, one backend after another) or ray (each "
+        "backend's jobs as one Ray task on a node with its target's resources; needs "
+        "dlopt[ray]).",
+    ),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="The Ray cluster (host:port of the head node, or ray://host:10001). Default: "
+        "RAY_ADDRESS, else a local cluster started for the run.",
+        show_default=False,
+    ),
+]
+StageUriOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--stage-uri",
+        help="Send models, data and results between here and the Ray nodes through this URI "
+        "(s3://bucket/path, file:///shared/path: any fsspec URI) instead of Ray's object store.",
+        show_default=False,
+    ),
+]
+
 
 def debug_enabled() -> bool:
     return os.environ.get("DLOPT_DEBUG", "") not in ("", "0", "false", "no")

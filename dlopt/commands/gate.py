@@ -7,7 +7,13 @@ from typing import Annotated
 
 import typer
 
-from dlopt.commands._common import KeepDebugMetadataOpt, ModelKeyOpt
+from dlopt.commands._common import (
+    ExecutorOpt,
+    KeepDebugMetadataOpt,
+    ModelKeyOpt,
+    RayAddressOpt,
+    StageUriOpt,
+)
 
 EXAMPLES = """\
 Examples:
@@ -19,6 +25,9 @@ Examples:
   dlopt gate dlopt.toml --baseline reports/main/report.json
 
   dlopt gate dlopt.toml --sign-key keys/release.key --key-file keys/model.key
+  dlopt gate dlopt.toml --executor ray --ray-address head-node:6379 --mlflow
+
+  dlopt gate dlopt.toml --shard 2/4 -o shard-2      # then: dlopt report merge shard-*/report.json
 
   dlopt gate --print-schema > dlopt-config.schema.json
 """
@@ -56,6 +65,30 @@ def gate(
         ),
     ] = None,
     key_file: ModelKeyOpt = None,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
+    stage_uri: StageUriOpt = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            metavar="K/N",
+            help="Run the Kth of N shares of the variants (round robin in config order; fp32 "
+            "in every share); join the shards with `dlopt report merge`.",
+            show_default=False,
+        ),
+    ] = None,
+    mlflow: Annotated[
+        str | None,
+        typer.Option(
+            "--mlflow",
+            metavar="[URI]",
+            help="Log the run to MLflow: one parent run, a nested run per (variant, backend). "
+            "Alone (put it after the config) or `default`: [tracking] mlflow, else "
+            "sqlite:///mlflow.db beside the reports. Needs dlopt[mlflow].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Export, make every variant, bench every (variant, backend) pair and judge thresholds.
 
@@ -83,17 +116,36 @@ def gate(
     from dlopt.commands._tables import verdict_table
     from dlopt.gate.pipeline import run_gate
     from dlopt.gate.recipes import config_inputs
+    from dlopt.gate.shards import parse_shard
+    from dlopt.harness.executors import make_executor
     from dlopt.path_safety import check_outputs
+    from dlopt.report.tracking import DEFAULT_URI, require_mlflow, resolve_uri
     from dlopt.trust.keys import load_model_key, load_signing_key
 
     loaded = load_gate_config(config)
     signing_key, model_key = load_signing_key(sign_key), load_model_key(key_file)
     folder = output_dir or Path("reports") / (config.resolve().parent.name or "run")
     check_outputs([*config_inputs(loaded), baseline], folders=[folder])
+    chosen_shard = parse_shard(shard) if shard is not None else None
+    chosen_executor = make_executor(executor, ray_address, stage_uri)
+    tracking = loaded.tracking.mlflow if mlflow in (None, DEFAULT_URI) else mlflow
+    tracking = tracking or (DEFAULT_URI if mlflow is not None else None)
+    if tracking is not None:
+        require_mlflow()  # before any work: a missing extra is exit 2, not a lost run
+        tracking = resolve_uri(tracking, folder, loaded.path.resolve().parent)
     console = Console(stderr=True)
     with console.status("dlopt gate") as status:
         outcome = run_gate(
-            loaded, folder, only or (), baseline, status.update, signing_key, model_key
+            loaded,
+            folder,
+            only or (),
+            baseline,
+            progress=status.update,
+            signing_key=signing_key,
+            model_key=model_key,
+            executor=chosen_executor,
+            shard=chosen_shard,
+            mlflow_uri=tracking,
         )
     Console().print(verdict_table(outcome.report))
     for name, path in outcome.report_paths.items():

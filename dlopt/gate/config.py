@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dlopt.errors import ConfigError
+from dlopt.harness.executors.targets import Target, check_targets
 from dlopt.harness.metrics import TASKS  # auto (from the labels), ..., none: no task metrics
 from dlopt.path_safety import check_path_segment
 
@@ -89,11 +90,14 @@ class BenchConfig:
     min_time_s: float = 2.0
     max_iterations: int = 2000
     timeout_s: float = 600.0
+    # The evaluation set in this many index ranges, one worker each; drift and metrics merged.
+    eval_shards: int = 1
 
     def __post_init__(self) -> None:
         if not self.backends:
             raise ConfigError("bench.backends is empty", "list at least one backend")
         _check_positive("bench.batch_size", self.batch_size)
+        _check_positive("bench.eval_shards", self.eval_shards)
         _check_positive("bench.threads", self.threads, allow_none=True)
         _check_positive("bench.min_time_s", self.min_time_s)
         _check_positive("bench.max_iterations", self.max_iterations)
@@ -167,6 +171,22 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    """[tracking]: log every gate run to MLflow (`mlflow`: a tracking URI; `dlopt gate
+    --mlflow` with no URI logs to sqlite:///mlflow.db beside the reports) in `experiment`
+    (default: the config's folder name)."""
+
+    mlflow: str | None = None
+    experiment: str | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("mlflow", "experiment"):
+            value = getattr(self, key)
+            if value is not None and not value.strip():
+                raise ConfigError(f"tracking.{key} is empty", f"give tracking.{key} or drop it")
+
+
+@dataclass(frozen=True)
 class GateConfig:
     """A whole `dlopt gate` config."""
 
@@ -177,6 +197,8 @@ class GateConfig:
     bench: BenchConfig
     thresholds: Thresholds
     variant_thresholds: Mapping[str, Thresholds] = field(default_factory=dict)
+    targets: tuple[Target, ...] = ()
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def thresholds_for(self, variant: str) -> Thresholds:
         overrides = self.variant_thresholds.get(variant)
@@ -199,7 +221,11 @@ def load_gate_config(path: Path) -> GateConfig:
 
 def parse_gate_config(raw: Mapping[str, Any], path: Path) -> GateConfig:
     """Validate a parsed TOML document (see `load_gate_config`)."""
-    _check_keys("", raw, {"schema_version", "model", "data", "variants", "bench", "gate"})
+    _check_keys(
+        "",
+        raw,
+        {"schema_version", "model", "data", "variants", "bench", "gate", "targets", "tracking"},
+    )
     version = raw.get("schema_version", CONFIG_SCHEMA_VERSION)
     if version != CONFIG_SCHEMA_VERSION:
         raise ConfigError(
@@ -242,7 +268,30 @@ def parse_gate_config(raw: Mapping[str, Any], path: Path) -> GateConfig:
                 f"variants are: {', '.join(names) or 'none'}",
             )
         variant_thresholds[name] = _build(Thresholds, f"gate.variants.{name}", table)
-    return GateConfig(path, model, data, variants, bench, thresholds, variant_thresholds)
+    targets = tuple(_target(i, item) for i, item in enumerate(_list(raw, "targets")))
+    check_targets(targets, bench.backends)
+    tracking = _build(TrackingConfig, "tracking", raw.get("tracking", {}))
+    return GateConfig(
+        path, model, data, variants, bench, thresholds, variant_thresholds, targets, tracking
+    )
+
+
+def _target(index: int, raw: Any) -> Target:
+    """[[targets]]: a name, the Ray resources a node must have, and the backends run there."""
+    where = f"targets[{index}]"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where} is not a table", "write each target as a [[targets]] table")
+    _check_keys(where, raw, {"name", "resources", "backends"})
+    for key in ("name", "backends"):
+        if key not in raw:
+            raise ConfigError(
+                f"{where} has no {key}",
+                'e.g. name = "gpu-h100", resources = { GPU = 1 }, backends = ["tensorrt"]',
+            )
+    backends = raw["backends"]
+    if not isinstance(backends, list):
+        raise ConfigError(f"{where}.backends = {backends!r} is not a list of backend names")
+    return Target(raw["name"], raw.get("resources", {}), tuple(backends))
 
 
 def _check_variant_names(names: list[str]) -> None:

@@ -163,9 +163,17 @@ def paired_accuracy_drop(
     reference_scores: np.ndarray, candidate_scores: np.ndarray, labels: np.ndarray
 ) -> tuple[float, Interval]:
     """Reference accuracy minus candidate accuracy, with a paired bootstrap over samples."""
-    reference_correct = (np.argmax(reference_scores, -1) == labels).astype(np.float64)
-    candidate_correct = (np.argmax(candidate_scores, -1) == labels).astype(np.float64)
-    point, (low, high) = paired_mean_interval(reference_correct - candidate_correct)
+    return paired_accuracy_drop_of(
+        np.argmax(reference_scores, -1) == labels, np.argmax(candidate_scores, -1) == labels
+    )
+
+
+def paired_accuracy_drop_of(
+    reference_correct: np.ndarray, candidate_correct: np.ndarray
+) -> tuple[float, Interval]:
+    """The same from per-sample correctness (True where the top-1 class is the label)."""
+    difference = reference_correct.astype(np.float64) - candidate_correct.astype(np.float64)
+    point, (low, high) = paired_mean_interval(difference)
     return point, Interval(low, high)
 
 

@@ -17,11 +17,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dlopt import __version__
-from dlopt.artifacts import cpu_info, ensure_writable_dir, read_manifest
+from dlopt.artifacts import (
+    cpu_info,
+    ensure_writable_dir,
+    read_manifest,
+    sha256_file,
+    tool_versions,
+)
 from dlopt.errors import BackendError, ConfigError, DloptError, ExitCode
 from dlopt.gate.attestation import attest_gate
 from dlopt.gate.config import REFERENCE_VARIANT, GateConfig, VariantConfig
-from dlopt.gate.judge import MB, judge_against_baseline, judge_row, paired_accuracy_drop, speedup_of
+from dlopt.gate.judge import (
+    MB,
+    judge_against_baseline,
+    judge_row,
+    paired_accuracy_drop_of,
+    speedup_of,
+)
 from dlopt.gate.verdicts import GateResult, Verdict, exit_code, failed, overall_verdict, skipped
 from dlopt.jsonio import json_safe
 from dlopt.trust.metadata_strip import debug_metadata_kept
@@ -29,6 +41,10 @@ from dlopt.trust.provenance import portable, resolve_recorded
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+if TYPE_CHECKING:
+    from dlopt.gate.shards import Shard
+    from dlopt.harness.executors import Executor
 
 REPORT_SCHEMA_VERSION = 1
 REFERENCE = REFERENCE_VARIANT
@@ -64,17 +80,30 @@ def run_gate(
     progress: Progress | None = None,
     signing_key: Ed25519PrivateKey | None = None,
     model_key: bytes | None = None,
+    executor: Executor | None = None,
+    shard: Shard | None = None,
+    mlflow_uri: str | None = None,
 ) -> GateOutcome:
-    """Run the flow and write the reports and the attestation (signed with `signing_key`, an
-    Ed25519 private key, when given); with `model_key` the artifacts are encrypted at rest
-    before they are benched. Raises DloptError only for bad input."""
+    """Run the flow and write the reports and the attestation; raises DloptError only for bad
+    input.
+
+    `signing_key` (an Ed25519 private key) signs the attestation; with `model_key` the
+    artifacts are encrypted at rest before they are benched (here: the key never leaves this
+    machine). `executor` runs the bench jobs (default: here, one after another); `shard` keeps
+    its share of the variants (`gate.shards`); `mlflow_uri` logs the run to MLflow
+    (`report.tracking`)."""
+    from dlopt.gate.bench_plan import bench_variants, runnable_on, unavailable_here
     from dlopt.gate.recipes import check_recipe
+    from dlopt.harness.executors.local import LocalExecutor
     from dlopt.report.write import append_step_summary, read_report, write_reports
 
     say = progress or (lambda message: None)
     # Absolute inside, so that every path written is made relative to the report folder.
     output_dir = output_dir.resolve()
+    executor = executor or LocalExecutor()
     variants = _selected(config.variants, only)
+    if shard is not None:
+        variants = shard.pick(variants)
     for variant in variants:
         check_recipe(variant, config)
     baseline_report = read_report(baseline) if baseline else None
@@ -94,10 +123,12 @@ def run_gate(
             gates.append(skipped(artifact.name, "-", "recipe", artifact.error))
         elif artifact.error is not None:
             gates.append(failed(artifact.name, "-", "recipe", artifact.error))
+    runnable = {backend: runnable_on(backend, made, variants) for backend in config.bench.backends}
+    if executor.name == "local":  # elsewhere, each node says what it can run
+        gates += unavailable_here(runnable, config)
+    bench = bench_variants(runnable, made, config, output_dir / "bench", executor, say, model_key)
     for backend in config.bench.backends:
-        backend_rows, backend_gates = _bench_backend(
-            backend, made, variants, config, output_dir / "bench" / backend, say, model_key
-        )
+        backend_rows, backend_gates = _judge_backend(backend, runnable[backend], bench, config)
         rows += backend_rows
         gates += backend_gates
     if baseline_report is not None:
@@ -117,17 +148,50 @@ def run_gate(
         "recommendation": recommendation,
         "diagnoses": diagnoses,
         "machine": cpu_info(),
+        "tool_versions": tool_versions(),
+        "config_sha256": sha256_file(config.path),
+        "executor": executor.describe(),
+        "shard": None if shard is None else {"index": shard.index, "count": shard.count},
         "variants": [_variant_entry(variant) for variant in made],
         "rows": rows,
         "gates": gate_entries,
     }
     report = portable(json_safe(report), output_dir)
     paths = write_reports(report, output_dir)
-    warning = append_step_summary(report)
+    warnings = [warning] if (warning := append_step_summary(report)) else []
     if not debug_metadata_kept():
         _remove_bench_scratch(output_dir)
     paths["attestation.json"] = attest_gate(report, output_dir, config, signing_key)
-    return GateOutcome(report, verdict, exit_code(verdict), paths, [warning] if warning else [])
+    if mlflow_uri is not None:
+        warnings += _track(report, paths, made, config, mlflow_uri, say)
+    return GateOutcome(report, verdict, exit_code(verdict), paths, warnings)
+
+
+def _track(
+    report: dict[str, Any],
+    paths: dict[str, Path],
+    made: Sequence[VariantArtifact],
+    config: GateConfig,
+    uri: str,
+    say: Progress,
+) -> list[str]:
+    """Log the run to MLflow; a tracking server that fails is a warning (the reports are
+    written already), never a lost verdict."""
+    from dlopt.artifacts import manifest_path
+    from dlopt.report.tracking import log_gate_run
+
+    say(f"logging the run to MLflow ({uri})")
+    manifests = {
+        variant.name: manifest_path(variant.path)
+        for variant in made
+        if variant.path is not None and manifest_path(variant.path).is_file()
+    }
+    experiment = config.tracking.experiment or config.path.resolve().parent.name or "dlopt"
+    try:
+        log_gate_run(report, uri, experiment, list(paths.values()), manifests, config.path.parent)
+    except DloptError as error:
+        return [f"MLflow logging failed: {error.one_line()}"]
+    return []
 
 
 def _encrypt_at_rest(made: Sequence[VariantArtifact], key: bytes, say: Progress) -> None:
@@ -214,63 +278,26 @@ def _make(
     return VariantArtifact(variant.name, variant.kind, path, None, dict(variant.recipe))
 
 
-def _bench_backend(
+def _judge_backend(
     backend_name: str,
-    made: Sequence[VariantArtifact],
-    variants: Sequence[VariantConfig],
+    runnable: dict[str, VariantArtifact],
+    bench: dict[str, Any],
     config: GateConfig,
-    folder: Path,
-    say: Progress,
-    model_key: bytes | None = None,
 ) -> tuple[list[dict[str, Any]], list[GateResult]]:
-    from dlopt.backends import get_backend
-    from dlopt.backends.base import describe_artifact
-    from dlopt.harness.bench import BenchSettings, run_bench
-
-    backend = get_backend(backend_name)
-    wanted = {variant.name: variant.backends for variant in variants}
-    runnable: dict[str, VariantArtifact] = {}
-    gates: list[GateResult] = []
-    for variant in made:
-        if variant.path is None:
-            continue
-        restricted = wanted.get(variant.name)
-        if restricted and backend_name not in restricted:
-            continue
-        if describe_artifact(str(variant.path)).format in backend.formats:
-            runnable[str(variant.path)] = variant
-    reference_path = str(made[0].path)
-    if reference_path not in runnable:
-        return [], gates
-    availability = backend.availability()
-    if not availability.ok:
-        reason = f"{backend_name} is unavailable here: {availability.reason}"
-        for variant in runnable.values():
-            if backend_name in config.bench.optional_backends:
-                gates.append(skipped(variant.name, backend_name, "*", f"optional; {reason}"))
-            else:
-                gates.append(failed(variant.name, backend_name, "*", reason))
-        return [], gates
-    say(f"benchmarking {len(runnable)} models on {backend_name}")
-    settings = BenchSettings(
-        backends=(backend_name,),
-        data=config.data.evaluation,
-        reference=reference_path,
-        batch_size=config.bench.batch_size,
-        threads=config.bench.threads,
-        min_time_s=config.bench.min_time_s,
-        max_iterations=config.bench.max_iterations,
-        eval_limit=config.data.evaluation_limit,
-        task=config.data.task,
-        timeout_s=config.bench.timeout_s,
-    )
-    bench = run_bench(list(runnable), settings, folder, say, model_key).to_dict()
-    reference_row = next(row for row in bench["rows"] if row["model"] == reference_path)
+    bench_rows = [row for row in bench["rows"] if row["backend"] == backend_name]
+    if not runnable or not bench_rows:
+        return [], []
+    reference_path = next(path for path, variant in runnable.items() if variant.name == REFERENCE)
+    reference_row = next(row for row in bench_rows if row["model"] == reference_path)
     rows: list[dict[str, Any]] = []
-    for row in bench["rows"]:
+    gates: list[GateResult] = []
+    for row in bench_rows:
         variant = runnable[row["model"]]
         is_reference = variant.name == REFERENCE
         rows.append(_report_row(variant.name, backend_name, row))
+        if row["status"] == "skipped" and backend_name in config.bench.optional_backends:
+            gates.append(skipped(variant.name, backend_name, "*", f"optional; {row['reason']}"))
+            continue
         if row["status"] != "ok":
             gates.append(
                 failed(variant.name, backend_name, "*", f"{row['status']}: {row['reason']}")
@@ -283,8 +310,10 @@ def _bench_backend(
 
 
 def _accuracy_drop(row: dict[str, Any], reference_row: dict[str, Any]) -> Any:
-    """Paired-bootstrap accuracy drop from the saved outputs, when both rows have them."""
-    import numpy as np
+    """Paired-bootstrap accuracy drop from the saved outputs (read a block at a time), when
+    both rows have them."""
+    from dlopt.harness.evaluation_stats import top1_correct
+    from dlopt.harness.output_store import open_outputs
 
     output = row.get("metrics_output")
     candidate_file, reference_file = row.get("outputs_file"), reference_row.get("outputs_file")
@@ -292,11 +321,12 @@ def _accuracy_drop(row: dict[str, Any], reference_row: dict[str, Any]) -> Any:
         return None
     if not (row.get("metrics") or {}).get("accuracy"):
         return None
-    with np.load(candidate_file) as candidate, np.load(reference_file) as reference:
-        key = f"output:{output}"
-        if key not in candidate or key not in reference or "labels" not in candidate:
-            return None
-        return paired_accuracy_drop(reference[key], candidate[key], candidate["labels"])
+    candidate, reference = open_outputs(candidate_file), open_outputs(reference_file)
+    if output not in candidate.names or output not in reference.names:
+        return None
+    if not candidate.has_labels or candidate.count != reference.count:
+        return None
+    return paired_accuracy_drop_of(top1_correct(reference, output), top1_correct(candidate, output))
 
 
 def _baseline_gates(
@@ -347,6 +377,8 @@ def _report_row(variant: str, backend: str, row: dict[str, Any]) -> dict[str, An
         else {},
         "peak_rss_mb": peak / MB if peak else None,
         "model_size_mb": row["size_bytes"] / MB if row.get("size_bytes") else None,
+        "target": row.get("target"),
+        "node": row.get("node"),
         "bench": row,
     }
 

@@ -17,7 +17,9 @@ from dlopt.gate.config import (
     DataConfig,
     ModelConfig,
     Thresholds,
+    TrackingConfig,
 )
+from dlopt.harness.executors.targets import RESOURCE_NAME, TARGET_NAME
 
 # Recipe keys that are not options fields: prune's `finetune` may be a table of its own.
 FINETUNE_KEYS = ("data", "epochs", "lr", "batch_size", "task", "evaluate")
@@ -76,7 +78,27 @@ def config_json_schema() -> dict[str, Any]:
             "variants": {"type": "array", "items": variant},
             "bench": table(BenchConfig),
             "gate": gate,
+            "targets": {"type": "array", "items": _target()},
+            "tracking": table(TrackingConfig),
         },
+    }
+
+
+def _target() -> dict[str, Any]:
+    """[[targets]]: resources is a table of Ray resource names to positive amounts."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "pattern": TARGET_NAME.pattern},
+            "resources": {
+                "type": "object",
+                "propertyNames": {"pattern": RESOURCE_NAME.pattern},
+                "additionalProperties": {"type": "number", "exclusiveMinimum": 0},
+            },
+            "backends": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        },
+        "required": ["name", "backends"],
     }
 
 

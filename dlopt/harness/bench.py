@@ -10,37 +10,37 @@ How memory and interleaving both stay true:
 A worker that crashes (any signal, e.g. SIGSEGV or the OOM killer's SIGKILL), exits without a
 result, or runs past the timeout becomes a failed row with the reason; the other rows go on.
 
+Where: the jobs of one backend form a group (`dlopt.harness.executors`), run here by default or
+as one Ray task on a node that has the group's target resources; each row names the node and its
+hardware. With `eval_shards` > 1 the evaluation set is split into index ranges, one `outputs`
+worker per (pair, range), and the ranges' statistics are merged exactly.
+
 Then, in this process: drift of each row's outputs against the reference's outputs on the same
 inputs (the reference row on the same backend when there is one, else the first one that ran),
-task metrics when the data has labels, and latency ratios from interleaved runs.
+task metrics when the data has labels (both read from disk a block at a time), and latency
+ratios from interleaved runs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
-import json
-import os
-import signal
-import subprocess
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from dlopt.errors import ConfigError
 from dlopt.harness.latency import WarmupPolicy, ratio_of_medians, summarize
 from dlopt.harness.metrics import TASKS
 from dlopt.harness.results import BenchReport, BenchRow
-from dlopt.harness.worker import PARENT_FD_FLAG, RESULT_FILE, JobModel, WorkerJob
+
+if TYPE_CHECKING:
+    from dlopt.harness.executors import Executor
+    from dlopt.harness.executors.group import GroupJob
+    from dlopt.harness.executors.targets import Target
 
 __all__ = ["BenchReport", "BenchRow", "BenchSettings", "run_bench"]
 DEFAULT_TIMEOUT_S = 900.0
-# How a worker under a memory limit can die when native code fails to allocate.
-_OUT_OF_MEMORY_SIGNALS = (signal.SIGKILL, signal.SIGABRT, signal.SIGSEGV, signal.SIGBUS)
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,8 @@ class BenchSettings:
     task: str = "auto"
     # Load pickles that hold more than tensors (.pt2, weights): only for trusted files.
     trust_pickle: bool = False
+    # The evaluation set in this many index ranges, one worker process each; stats merged.
+    eval_shards: int = 1
 
     def __post_init__(self) -> None:
         positive = {
@@ -78,6 +80,7 @@ class BenchSettings:
             "max_iterations": self.max_iterations,
             "eval_limit": self.eval_limit,
             "memory_limit_mb": self.memory_limit_mb,
+            "eval_shards": self.eval_shards,
         }
         for name, value in positive.items():
             if value is not None and value < 1:
@@ -106,20 +109,24 @@ class BenchSettings:
                 )
 
 
-def _check_data(settings: BenchSettings, inputs: Sequence[Any], say: Progress) -> None:
+def _check_data(
+    settings: BenchSettings, inputs: Sequence[Any], say: Progress
+) -> tuple[int | None, int]:
     """Read the evaluation data once, here, so that bad data (wrong names, shapes or dtypes,
     NaN, empty, labels of the wrong length) is a one-line DataError and exit 2, not a failed
-    row per worker. Streams batch by batch, like the workers."""
+    row per worker. Streams batch by batch, like the workers. Returns the samples and the
+    effective batch size (None samples when no model names its inputs)."""
     from dlopt.data import open_data
 
     specs = next((specs for specs in inputs if specs), None)
-    if settings.data is None or specs is None:
-        return
-    say(f"checking the data {settings.data}")
+    if specs is None:
+        return None, settings.batch_size
+    if settings.data is not None:
+        say(f"checking the data {settings.data}")
     source = open_data(
         settings.data, specs, settings.batch_size, settings.eval_limit, settings.seed
     )
-    source.count_samples()
+    return source.count_samples(), source.batch_size
 
 
 @dataclass
@@ -139,20 +146,39 @@ def run_bench(
     settings: BenchSettings,
     output_dir: Path,
     progress: Progress | None = None,
+    executor: Executor | None = None,
+    targets: Sequence[Target] = (),
+    pairs_wanted: Mapping[str, Sequence[str]] | None = None,
     model_key: bytes | None = None,
 ) -> BenchReport:
     """Measure every model on every backend (see the module docstring); returns the report.
 
+    `executor` runs the groups of jobs (default: here); `targets` say which kind of node each
+    backend needs; `pairs_wanted` (backend -> models), when given, limits the pairs measured.
     `model_key` decrypts encrypted artifacts, in memory only: it reaches each worker through
-    its stdin, never a file, the environment or the report.
+    its stdin, never a file, the environment or the report (so never another machine either:
+    encrypted artifacts are benched by the local executor).
     Raises DloptError for bad input (unknown backend, missing model, bad settings, a missing
-    or wrong key, an altered encrypted file); a pair that fails at run time is a failed row.
+    or wrong key, an altered encrypted file); a pair that fails at run time is a failed row,
+    not an exception.
     """
     from dlopt.artifacts import cpu_info, ensure_writable_dir, tool_versions
     from dlopt.backends import get_backend
     from dlopt.backends.base import describe_artifact
+    from dlopt.harness.evaluation_stats import plan_ranges
+    from dlopt.harness.executors.local import LocalExecutor
+    from dlopt.harness.executors.targets import target_for
 
     say = progress or (lambda message: None)
+    if model_key is not None and executor is not None and executor.name != "local":
+        raise ConfigError(
+            f"encrypted artifacts are benched here only: the decryption key never leaves this "
+            f"machine, so --executor {executor.name} cannot run them",
+            "use --executor local (the default) with --key-file",
+        )
+    executor = executor or LocalExecutor()
+    if model_key is not None:
+        executor = LocalExecutor(model_key)
     if not models:
         raise ConfigError("no model given", "pass at least one model file")
     names = list(dict.fromkeys(models))
@@ -168,12 +194,16 @@ def run_bench(
                 check_exported_program(path.read_bytes(), str(path))
     _check_decryptable([a for a in artifacts.values() if a.encrypted], model_key, say)
     backends = {name: get_backend(name) for name in dict.fromkeys(settings.backends)}
-    _check_data(settings, [artifact.inputs for artifact in artifacts.values()], say)
+    count, batch_size = _check_data(
+        settings, [artifact.inputs for artifact in artifacts.values()], say
+    )
     ensure_writable_dir(output_dir)  # only once the input is known to be good
     pairs: list[_Pair] = []
     for backend_name, backend in backends.items():
-        availability = backend.availability()
+        target = target_for(backend_name, targets)
         for index, name in enumerate(names):
+            if pairs_wanted is not None and name not in pairs_wanted.get(backend_name, ()):
+                continue
             artifact = artifacts[name]
             row = BenchRow(
                 name,
@@ -182,46 +212,36 @@ def run_bench(
                 is_reference=name == settings.reference,
                 format=artifact.format,
                 size_bytes=_size_bytes(artifact.path, settings.weights),
+                target=target.name,
             )
-            if not availability.ok:
-                row.status, row.reason = "skipped", f"{backend_name}: {availability.reason}"
-            elif artifact.format not in backend.formats:
+            if artifact.format not in backend.formats:
                 row.status = "skipped"
                 row.reason = (
                     f"{backend_name} runs {', '.join(sorted(backend.formats))}, "
                     f"not {artifact.format}"
                 )
             pairs.append(_Pair(f"{backend_name}-m{index}", name, backend_name, row))
-
-    jobs_dir = output_dir / "jobs"
+    ranges: list[tuple[int, int | None]] = (
+        list(plan_ranges(count, settings.eval_shards, batch_size)) if count else [(0, None)]
+    )
+    groups = []
     for backend_name in backends:
         runnable = [p for p in pairs if p.backend == backend_name and p.row.status == "ok"]
-        mode = "solo" if len(runnable) == 1 else "outputs"
-        for pair in runnable:
-            say(f"{pair.model} on {backend_name}")
-            job = _job(settings, mode, backend_name, [pair], jobs_dir / pair.id, model_key)
-            pair.result = _run_worker(job, settings.timeout_s, pair.row, model_key)
-            if pair.result is not None:
-                _fill_row(pair.row, pair.result["models"][pair.id], pair.result)
-        done = [p for p in runnable if p.row.status == "ok"]
-        if mode == "outputs" and done:  # timed runs of the survivors, interleaved
-            say(f"interleaved timed runs on {backend_name}")
-            folder = jobs_dir / f"{backend_name}-ab"
-            job = _job(settings, "interleaved", backend_name, done, folder, model_key)
-            holder = BenchRow("", backend_name, "ok")
-            result = _run_worker(job, settings.timeout_s, holder, model_key)
-            for pair in done:
-                if result is None:
-                    pair.row.warnings.append(f"interleaved timed runs failed: {holder.reason}")
-                    continue
-                _fill_latency(pair.row, result["models"][pair.id], "interleaved")
-            if result is not None:
-                _fill_ratios(done, result, settings.reference)
+        if runnable:
+            groups.append(_group(settings, backend_name, runnable, ranges, targets))
+    jobs_dir = output_dir / "jobs"
+    results = executor.run(groups, jobs_dir, say)
+    for group, result in zip(groups, results, strict=True):
+        _fill_group(group, result, pairs, jobs_dir, settings.reference)
     _compare_outputs(pairs, settings.reference, settings.task)
     return BenchReport(
         rows=[pair.row for pair in pairs],
         settings=_settings_dict(settings, names),
-        environment={"cpu": cpu_info(), "tool_versions": tool_versions()},
+        environment={
+            "cpu": cpu_info(),
+            "tool_versions": tool_versions(),
+            "executor": executor.describe(),
+        },
         created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
 
@@ -254,125 +274,85 @@ def _settings_dict(settings: BenchSettings, models: list[str]) -> dict[str, Any]
     return data
 
 
-def _job(
+def _group(
     settings: BenchSettings,
-    mode: str,
     backend: str,
     pairs: list[_Pair],
-    directory: Path,
-    model_key: bytes | None = None,
-) -> WorkerJob:
-    return WorkerJob(
-        mode=mode,
+    ranges: list[tuple[int, int | None]],
+    targets: Sequence[Target],
+) -> GroupJob:
+    from dlopt.harness.executors.group import GroupJob
+    from dlopt.harness.executors.targets import target_for
+    from dlopt.harness.worker import JobModel
+
+    worker = {
+        "data": settings.data,
+        "batch_size": settings.batch_size,
+        "eval_limit": settings.eval_limit,
+        "threads": settings.threads,
+        "precision_hint": settings.precision_hint,
+        "weights": settings.weights,
+        "iterations": settings.iterations,
+        "min_time_s": settings.min_time_s,
+        "max_iterations": settings.max_iterations,
+        "warmup": asdict(settings.warmup),
+        "seed": settings.seed,
+        "memory_limit_mb": settings.memory_limit_mb,
+        "provider": settings.provider,
+        "trust_pickle": settings.trust_pickle,
+    }
+    return GroupJob(
+        id=backend,
         backend=backend,
+        target=target_for(backend, targets),
         models=[JobModel(pair.id, pair.model) for pair in pairs],
-        output_dir=str(directory),
-        data=settings.data,
-        batch_size=settings.batch_size,
-        eval_limit=settings.eval_limit,
-        threads=settings.threads,
-        precision_hint=settings.precision_hint,
-        weights=settings.weights,
-        iterations=settings.iterations,
-        min_time_s=settings.min_time_s,
-        max_iterations=settings.max_iterations,
-        warmup=asdict(settings.warmup),
-        seed=settings.seed,
-        memory_limit_mb=settings.memory_limit_mb,
-        provider=settings.provider,
-        trust_pickle=settings.trust_pickle,
-        model_key_on_stdin=model_key is not None,
+        worker=worker,
+        ranges=ranges,
+        timeout_s=settings.timeout_s,
     )
 
 
-def _run_worker(
-    job: WorkerJob, timeout_s: float, row: BenchRow, model_key: bytes | None = None
-) -> dict[str, Any] | None:
-    """Run a job in a fresh process; on failure mark `row` failed and return None."""
-    directory = Path(job.output_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    job_file = directory / "job.json"
-    job_file.write_text(job.to_json())
-    (directory / RESULT_FILE).unlink(missing_ok=True)
-    log_path = directory / "worker.log"
-    # The worker watches the read end: when this process ends, however it ends, the kernel
-    # closes the write end and the worker ends itself (worker.follow_parent).
-    parent_read, parent_write = os.pipe()
-    try:
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "dlopt.harness.worker",
-                    str(job_file),
-                    f"{PARENT_FD_FLAG}{parent_read}",
-                ],
-                # The model key travels over a pipe: never in the job file or the arguments.
-                stdin=subprocess.PIPE if model_key is not None else None,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # so a timeout kills the worker's children too
-                pass_fds=(parent_read,),
+def _fill_group(
+    group: GroupJob,
+    result: dict[str, Any],
+    pairs: list[_Pair],
+    folder: Path,
+    reference: str | None,
+) -> None:
+    """The rows of one group from its result (which may come from another machine)."""
+    from dlopt.harness.output_store import INDEX_SUFFIX, write_index
+
+    members = [pair for pair in pairs if pair.id in {model.id for model in group.models}]
+    for pair in members:
+        pair.row.node = result.get("node")
+        if result.get("unavailable"):
+            pair.row.status = "skipped"
+            pair.row.reason = f"{group.backend}: {result['unavailable']}"
+        elif result.get("failed"):
+            pair.row.status, pair.row.reason = "failed", str(result["failed"])
+        else:
+            outcome = result["pairs"][pair.id]
+            if outcome["status"] != "ok":
+                pair.row.status, pair.row.reason = "failed", outcome["reason"]
+                continue
+            measured = outcome["result"]
+            _fill_row(pair.row, measured["models"][pair.id], measured)
+            index = folder / f"{pair.id}{INDEX_SUFFIX}"
+            pair.row.outputs_file = str(
+                write_index(index, [folder / part for part in outcome["parts"]])
             )
-            os.close(parent_read)
-            parent_read = -1
-            if model_key is not None and process.stdin is not None:
-                with contextlib.suppress(BrokenPipeError):
-                    process.stdin.write(model_key)
-                process.stdin.close()
-            try:
-                returncode = process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                _kill_group(process)
-                row.status, row.reason = "failed", f"timed out after {timeout_s:g} s (killed)"
-                return None
-            except BaseException:  # Ctrl-C or a bug here: the worker goes with us
-                _kill_group(process)
-                raise
-    finally:
-        for fd in (parent_read, parent_write):
-            if fd >= 0:
-                os.close(fd)
-    if returncode < 0:
-        name = _signal_name(-returncode)
-        hint = " (out of memory?)" if -returncode == signal.SIGKILL else ""
-        if job.memory_limit_mb is not None and -returncode in _OUT_OF_MEMORY_SIGNALS:
-            hint = f" (out of memory? the worker's memory limit is {job.memory_limit_mb} MB)"
-        row.status, row.reason = "failed", f"worker crashed: killed by {name}{hint}"
-        return None
-    result_path = directory / RESULT_FILE
-    if returncode != 0 or not result_path.is_file():
-        tail = _tail(log_path)
-        row.status = "failed"
-        row.reason = f"worker exited with code {returncode} without a result: {tail}"
-        return None
-    result: dict[str, Any] = json.loads(result_path.read_text())
-    if result.get("status") != "ok":
-        row.status, row.reason = "failed", str(result.get("error"))
-        return None
-    return result
-
-
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-def _tail(path: Path, lines: int = 3) -> str:
-    try:
-        text = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return "no log"
-    return " | ".join(text[-lines:]) or "no output"
+    interleaved = result.get("interleaved")
+    done = [pair for pair in members if pair.row.status == "ok"]
+    if not interleaved or not done:
+        return
+    timed = interleaved.get("result")
+    for pair in done:
+        if timed is None:
+            pair.row.warnings.append(f"interleaved timed runs failed: {interleaved['reason']}")
+            continue
+        _fill_latency(pair.row, timed["models"][pair.id], "interleaved")
+    if timed is not None:
+        _fill_ratios(done, timed, reference)
 
 
 def _fill_row(row: BenchRow, measured: dict[str, Any], result: dict[str, Any]) -> None:
@@ -383,7 +363,6 @@ def _fill_row(row: BenchRow, measured: dict[str, Any], result: dict[str, Any]) -
     row.memory = measured.get("memory")
     row.samples = measured.get("samples")
     row.info = measured.get("info", {})
-    row.outputs_file = measured.get("outputs_file")
     if "latency_samples_ns" in measured:
         _fill_latency(row, measured, "solo")
 
@@ -410,28 +389,24 @@ def _fill_ratios(done: list[_Pair], result: dict[str, Any], reference: str | Non
 
 def _compare_outputs(pairs: list[_Pair], reference: str | None, task: str) -> None:
     from dlopt.harness.compare import compare_row
+    from dlopt.harness.output_store import StoredOutputs, open_outputs
 
-    loaded = {id(p): _load_outputs(p.row.outputs_file) for p in pairs if p.row.status == "ok"}
-    reference_pairs = [p for p in pairs if p.model == reference and p.row.status == "ok"]
+    stored: dict[int, StoredOutputs] = {}
     for pair in pairs:
-        outputs = loaded.get(id(pair))
-        if pair.row.status != "ok" or outputs is None:
+        if pair.row.status == "ok" and pair.row.outputs_file is not None:
+            stored[id(pair)] = open_outputs(pair.row.outputs_file)
+    reference_pairs = [p for p in pairs if p.model == reference and id(p) in stored]
+    for pair in pairs:
+        outputs = stored.get(id(pair))
+        if outputs is None:
             continue
         same_backend = [p for p in reference_pairs if p.backend == pair.backend]
         candidates = same_backend or reference_pairs
         chosen = candidates[0] if candidates else None
-        reference_outputs = loaded.get(id(chosen)) if chosen is not None else None
         compare_row(
             pair.row,
             outputs,
-            reference_outputs,
+            stored[id(chosen)] if chosen is not None else None,
             None if chosen is None else f"{chosen.model} on {chosen.backend}",
             task,
         )
-
-
-def _load_outputs(path: str | None) -> dict[str, np.ndarray] | None:
-    if path is None or not Path(path).is_file():
-        return None
-    with np.load(path) as archive:
-        return {name: archive[name] for name in archive.files}

@@ -1,77 +1,94 @@
-"""A bench row's outputs against the reference's: drift per output and task metrics."""
+"""A bench row's outputs against the reference's: drift per output and task metrics.
+
+Both are read from disk block by block and computed per shard of the evaluation set, then
+merged (`dlopt.harness.evaluation_stats`): memory stays flat however large the set is.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from dlopt.harness.drift import drift, softmax_kl_divergence, top1_agreement
-from dlopt.harness.metrics import compare_metrics, is_classifier_output, task_metrics
+from dlopt.harness.evaluation_stats import (
+    ROC_AUC_MAX_SCORES,
+    Plan,
+    evaluate,
+    is_classifier,
+    scores_count,
+    task_kind_of,
+)
+from dlopt.harness.metrics import compare_metrics
+from dlopt.harness.output_store import StoredOutputs
 
 if TYPE_CHECKING:
     from dlopt.harness.results import BenchRow
 
-OUTPUT_PREFIX = "output:"
-LABELS = "labels"
 PREFERRED_PREDICTION = ("logits", "output", "output_0")
 
 
 def compare_row(
     row: BenchRow,
-    outputs: dict[str, np.ndarray],
-    reference: dict[str, np.ndarray] | None,
+    outputs: StoredOutputs,
+    reference: StoredOutputs | None,
     reference_label: str | None,
     task: str = "auto",
 ) -> None:
     """Fill `row.drift` and `row.metrics` (both against the reference where there is one).
 
     `task` (see `dlopt.harness.metrics.TASKS`) chooses the task metrics; none: no metrics."""
-    candidate = _outputs(outputs)
-    labels = outputs.get(LABELS)
+    plan = Plan(drift_outputs=[], classifier={})
     if reference is not None:
-        reference_outputs = _outputs(reference)
-        row.drift = {}
-        for name, values in candidate.items():
-            base = reference_outputs.get(name)
-            if base is None or base.shape != values.shape:
+        for name in outputs.names:
+            same = name in reference.names and (
+                reference.sample_shape(name) == outputs.sample_shape(name)
+                and reference.count == outputs.count
+            )
+            if not same:
+                shape = (outputs.count, *outputs.sample_shape(name))
                 row.warnings.append(
-                    f"output {name!r}: no reference output of shape {values.shape} "
+                    f"output {name!r}: no reference output of shape {shape} "
                     f"in {reference_label}; no drift"
                 )
                 continue
-            entry: dict[str, Any] = {**drift(values, base).to_dict(), "against": reference_label}
-            if is_classifier_output(values):
-                entry["top1_agreement"] = top1_agreement(values, base)
-                entry["softmax_kl_divergence"] = softmax_kl_divergence(values, base)
-            row.drift[name] = entry
-    if labels is None or not candidate or task == "none":
-        return
-    prediction = _prediction_output(candidate)
+            plan.drift_outputs.append(name)
+            plan.classifier[name] = is_classifier(outputs, name)
+    if outputs.has_labels and outputs.names and task != "none":
+        plan.prediction = _prediction_output(outputs.names)
+        try:
+            plan.kind = task_kind_of(outputs, plan.prediction, task)
+        except ValueError as error:
+            row.warnings.append(f"no task metrics: {error}")
+            plan.prediction = None
+        else:
+            plan.reference_has_prediction = reference is not None and (
+                plan.prediction in reference.names and reference.count == outputs.count
+            )
+            plan.keep_probabilities = scores_count(outputs, plan.prediction) <= ROC_AUC_MAX_SCORES
+            if plan.kind == "classification" and not plan.keep_probabilities:
+                row.warnings.append(
+                    f"roc_auc left out: it needs every score at once, and "
+                    f"{plan.prediction!r} has more than {ROC_AUC_MAX_SCORES}"
+                )
     try:
-        own = task_metrics(candidate[prediction], labels, task)
-        base_metrics = (
-            task_metrics(_outputs(reference)[prediction], labels, task)
-            if reference is not None and prediction in _outputs(reference)
-            else None
-        )
-    except ValueError as error:
+        stats = evaluate(outputs, reference, plan)
+    except ValueError as error:  # labels that do not fit the task
         row.warnings.append(f"no task metrics: {error}")
+        plan.prediction = None
+        stats = evaluate(outputs, reference, plan)
+    if reference is not None:
+        row.drift = {
+            name: {**sums.result(), "against": reference_label}
+            for name, sums in stats.drift.items()
+        }
+    if plan.prediction is None or stats.task is None:
         return
-    row.metrics_output = prediction
-    row.metrics = compare_metrics(own, base_metrics)
+    own = stats.task.result()
+    base = stats.reference_task.result() if stats.reference_task is not None else None
+    row.metrics_output = plan.prediction
+    row.metrics = compare_metrics(own, base)
 
 
-def _outputs(archive: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {
-        key[len(OUTPUT_PREFIX) :]: value
-        for key, value in archive.items()
-        if key.startswith(OUTPUT_PREFIX)
-    }
-
-
-def _prediction_output(outputs: dict[str, np.ndarray]) -> str:
+def _prediction_output(names: list[str]) -> str:
     for name in PREFERRED_PREDICTION:
-        if name in outputs:
+        if name in names:
             return name
-    return next(iter(outputs))
+    return names[0]

@@ -51,40 +51,57 @@ def task_metrics(scores: np.ndarray, labels: np.ndarray, task: str = "auto") -> 
     if scores.shape[0] != labels.shape[0]:
         raise ValueError(f"{scores.shape[0]} predictions but {labels.shape[0]} labels")
     kind = task_kind(scores, labels) if task == "auto" else task
-    integral = labels.dtype.kind != "f" or np.array_equal(labels, np.round(labels))
-    if kind == "classification" and not integral:
-        raise ValueError("the task is classification but the labels are not class indices")
     if kind == "classification":
+        check_class_indices(labels)
         return _classification(np.asarray(scores, dtype=np.float64), labels.astype(np.int64))
     return _regression(np.asarray(scores, dtype=np.float64), labels.astype(np.float64))
 
 
-def _classification(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    from sklearn import metrics
+def check_class_indices(labels: np.ndarray) -> None:
+    """Raises ValueError unless the labels are class indices (integers, or whole floats)."""
+    integral = labels.dtype.kind != "f" or np.array_equal(labels, np.round(labels))
+    if not integral:
+        raise ValueError("the task is classification but the labels are not class indices")
 
-    labels = labels.reshape(-1)
+
+def class_predictions(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, predicted class) per sample: the softmax and its arg-max of [N, C]
+    scores, or, for one score per sample (binary, threshold 0 on logits), the sigmoid."""
     if is_classifier_output(scores):
         probabilities = np.exp(_log_softmax(scores))
-        predicted = probabilities.argmax(axis=1)
-    else:  # one score per sample: a binary task, threshold 0 on logits
-        flat = scores.reshape(-1)
-        probabilities = 1 / (1 + np.exp(-flat))
-        predicted = (flat > 0).astype(np.int64)
-    result = {
-        "accuracy": float(metrics.accuracy_score(labels, predicted)),
-        "precision_macro": float(
-            metrics.precision_score(labels, predicted, average="macro", zero_division=0)
-        ),
-        "recall_macro": float(
-            metrics.recall_score(labels, predicted, average="macro", zero_division=0)
-        ),
-        "f1_macro": float(metrics.f1_score(labels, predicted, average="macro", zero_division=0)),
+        return probabilities, probabilities.argmax(axis=1)
+    flat = scores.reshape(-1)
+    return 1 / (1 + np.exp(-flat)), (flat > 0).astype(np.int64)
+
+
+def classification_metrics(
+    labels: np.ndarray, predicted: np.ndarray, sample_weight: np.ndarray | None = None
+) -> dict[str, float]:
+    """Accuracy and macro precision / recall / F1 (scikit-learn's). With `sample_weight`, the
+    (label, prediction) pairs may be the cells of a confusion matrix weighted by their counts:
+    the same figures as from every sample."""
+    from sklearn import metrics
+
+    weights = {"sample_weight": sample_weight}
+    macro = {"average": "macro", "zero_division": 0, **weights}
+    return {
+        "accuracy": float(metrics.accuracy_score(labels, predicted, **weights)),
+        "precision_macro": float(metrics.precision_score(labels, predicted, **macro)),
+        "recall_macro": float(metrics.recall_score(labels, predicted, **macro)),
+        "f1_macro": float(metrics.f1_score(labels, predicted, **macro)),
     }
-    result["roc_auc"] = _roc_auc(probabilities, labels)
+
+
+def _classification(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    labels = labels.reshape(-1)
+    probabilities, predicted = class_predictions(scores)
+    result = classification_metrics(labels, predicted)
+    result["roc_auc"] = roc_auc(probabilities, labels)
     return result
 
 
-def _roc_auc(probabilities: np.ndarray, labels: np.ndarray) -> float:
+def roc_auc(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """ROC-AUC (binary, or one-vs-rest over the classes present); NaN where undefined."""
     from sklearn import metrics
 
     present = np.unique(labels)

@@ -36,6 +36,8 @@ class BenchRow:
     info: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     outputs_file: str | None = None
+    target: str | None = None  # the kind of node it ran on (`[[targets]]`), or "default"
+    node: dict[str, Any] | None = None  # the machine: hostname, Ray node id, CPU, GPUs
 
 
 @dataclass

@@ -1,14 +1,17 @@
 """The isolated bench worker: `python -m dlopt.harness.worker JOB.json`.
 
-A job spec (JSON, `WorkerJob`) goes in; `result.json` plus one `<model id>.outputs.npz` per model
-come out in the job's output folder. The parent (`dlopt.harness.bench`) runs each job in a fresh
-process with a timeout, so a crash, an out-of-memory kill or a hang only fails that job's rows.
+A job spec (JSON, `WorkerJob`) goes in; `result.json` plus one `<model id>.outputs/` folder per
+model (its outputs on the job's range of the evaluation set, streamed into memory-mapped `.npy`
+files: `dlopt.harness.output_store`) come out in the job's output folder. The parent
+(`dlopt.harness.worker_process`) runs each job in a fresh process with a timeout, so a crash, an
+out-of-memory kill or a hang only fails that job's rows.
 
 Modes:
-- `solo`: one model: load, first inference, outputs on the evaluation set, warm-up and timed
-  runs, memory by phase. Used when a backend has a single model to measure.
-- `outputs`: the same without the timed runs: the per-pair process whose peak memory belongs to
-  that (model, backend) pair alone, used when several models share a backend.
+- `solo`: one model: load, first inference, outputs on the evaluation set (or on samples
+  [eval_start, eval_stop) of it: one shard), warm-up and timed runs, memory by phase. Used when a
+  backend has a single model to measure on an unsharded evaluation set.
+- `outputs`: the same without the timed runs: the per-pair (per-shard) process whose peak memory
+  belongs to that (model, backend) pair alone, used when several models share a backend.
 - `interleaved`: several models on one backend: each is loaded and warmed up, then the timed runs
   alternate A B A B ... so that the machine's drift hits all of them alike. Its memory is not
   attributed to any pair (the `outputs` jobs measure that).
@@ -68,6 +71,8 @@ class WorkerJob:
     trust_pickle: bool = False
     # Encrypted artifacts: the key arrives on stdin, never in this file or the environment.
     model_key_on_stdin: bool = False
+    eval_start: int = 0  # the shard of the evaluation set: samples [eval_start, eval_stop)
+    eval_stop: int | None = None  # None: to the end
     schema: str = JOB_SCHEMA
 
     def to_json(self) -> str:
@@ -268,25 +273,46 @@ def _latency_batches(job: WorkerJob, specs: list[Any]) -> list[dict[str, Any]]:
 
 
 def _evaluate(job: WorkerJob, mid: str, session: Any, np: Any) -> dict[str, Any]:
-    """Outputs on the whole evaluation set, saved to `<id>.outputs.npz` with the labels."""
+    """Outputs on the job's samples of the evaluation set, streamed with the labels into
+    `<id>.outputs/` (memory-mapped .npy files): memory does not grow with the set."""
     from dlopt.data import open_data
+    from dlopt.harness.output_store import OutputWriter
 
     source = open_data(job.data, session.inputs, job.batch_size, job.eval_limit, job.seed)
-    collected: dict[str, list[Any]] = {}
-    labels: list[Any] = []
-    samples = 0
+    # A first pass counts the samples (reading data, no inference): the files are sized once.
+    count = sum(batch.size for batch in _shard(source, job.eval_start, job.eval_stop))
+    if count == 0:
+        raise ValueError(f"the evaluation set has no samples from index {job.eval_start} on")
+    folder = Path(job.output_dir) / f"{mid}.outputs"
+    writer = OutputWriter(folder, job.eval_start, count)
+    for batch in _shard(source, job.eval_start, job.eval_stop):
+        outputs = {name: np.asarray(value) for name, value in session.run(batch.inputs).items()}
+        writer.append(outputs, batch.labels)
+    writer.close()
+    return {"outputs_part": str(folder), "samples": count, "data": source.description}
+
+
+def _shard(source: Any, start: int, stop: int | None) -> Any:
+    """The source's batches cut to samples [start, stop) (whole batches when the shard's
+    edges are multiples of the batch size, as `plan_ranges` makes them)."""
+    from dlopt.data import Batch
+
+    offset = 0
     for batch in source:
-        for name, value in session.run(batch.inputs).items():
-            collected.setdefault(name, []).append(np.asarray(value))
-        if batch.labels is not None:
-            labels.append(batch.labels)
-        samples += batch.size
-    arrays = {f"output:{name}": np.concatenate(values) for name, values in collected.items()}
-    if labels:
-        arrays["labels"] = np.concatenate(labels)
-    path = Path(job.output_dir) / f"{mid}.outputs.npz"
-    np.savez(path, **arrays)
-    return {"outputs_file": str(path), "samples": samples, "data": source.description}
+        low, high = max(start - offset, 0), batch.size
+        if stop is not None:
+            high = min(high, stop - offset)
+        offset += batch.size
+        if low >= high:
+            if stop is not None and offset >= stop:
+                return
+            continue
+        if (low, high) != (0, batch.size):
+            labels = None if batch.labels is None else batch.labels[low:high]
+            batch = Batch({n: a[low:high] for n, a in batch.inputs.items()}, labels)
+        yield batch
+        if stop is not None and offset >= stop:
+            return
 
 
 def _timed_runs(

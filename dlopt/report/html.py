@@ -21,6 +21,7 @@ from dlopt.report.explain import (
     verdict_counts,
 )
 from dlopt.report.format import fmt_interval, fmt_number
+from dlopt.report.nodes import node_summary
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem;color:#222}
@@ -57,6 +58,7 @@ def render_html(report: dict[str, Any]) -> str:
         _gate_table(report.get("gates", [])),
         "<h2>Measurements</h2>",
         _rows_table(report.get("rows", [])),
+        *_nodes_table(report),
         "<h2>Plots</h2>",
     ]
     for title, svg in _plots(report.get("rows", [])):
@@ -134,6 +136,18 @@ def _rows_table(rows: Sequence[dict[str, Any]]) -> str:
             + "</tr>"
         )
     return _table("measurements", head, body)
+
+
+def _nodes_table(report: dict[str, Any]) -> list[str]:
+    nodes = node_summary(report)
+    if not nodes:
+        return []
+    rows = [
+        f"<tr><td>{_escape(n['node'])}</td><td>{_escape(n['hardware'])}</td>"
+        f"<td>{_escape(n['rows'])}</td></tr>"
+        for n in nodes
+    ]
+    return ["<h2>Where it ran</h2>", _table("nodes", ("node", "hardware", "rows"), rows)]
 
 
 def _table(table_id: str, head: Sequence[str], rows: Sequence[str]) -> str:

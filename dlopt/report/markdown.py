@@ -11,6 +11,7 @@ from dlopt.report.explain import (
     markdown_recommendation,
 )
 from dlopt.report.format import cell, fmt_interval, fmt_number
+from dlopt.report.nodes import node_summary
 
 _ICONS = {
     "pass": "✅ pass",
@@ -68,4 +69,10 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"{fmt_number((row.get('drift') or {}).get('cosine'))} | "
             f"{fmt_number(row.get('peak_rss_mb'))} | {fmt_number(row.get('model_size_mb'))} |"
         )
+    nodes = node_summary(report)
+    if nodes:
+        lines += ["", "## Where it ran", "", "| node | hardware | rows |", "|---|---|---|"]
+        lines += [
+            f"| {cell(n['node'])} | {cell(n['hardware'])} | {cell(n['rows'])} |" for n in nodes
+        ]
     return "\n".join(lines) + "\n"

@@ -24,6 +24,14 @@ def _gone(pid: int) -> bool:
         return True
 
 
+def _command(process: psutil.Process) -> list[str]:
+    """Its command line; empty for a short-lived child that ended meanwhile (`uname`...)."""
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
+
+
 def _wait_for(condition: object, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -49,7 +57,7 @@ def test_a_hanging_worker_ends_when_dlopt_is_killed(tmp_path: Path, kill: signal
         workers[:] = [
             child
             for child in psutil.Process(parent.pid).children(recursive=True)
-            if "dlopt.harness.worker" in " ".join(child.cmdline())
+            if "dlopt.harness.worker" in " ".join(_command(child))
         ]
         return bool(workers) and (run / "jobs").is_dir()
 

@@ -150,12 +150,13 @@ def test_bench_markdown_and_json_survive_control_characters(tmp_path: Path) -> N
         ("none", None),
     ],
 )
-def test_the_task_chooses_the_metrics(task: str, expected: set[str] | None) -> None:
+def test_the_task_chooses_the_metrics(task: str, expected: set[str] | None, tmp_path: Path) -> None:
     from dlopt.harness.compare import compare_row
+    from dlopt.harness.output_store import open_outputs, write_part
 
     labels = np.array([0, 1, 1, 0])  # one score per sample: binary logits, or a regression
     scores = np.array([[-2.0], [1.5], [0.5], [-0.5]], dtype=np.float32)
-    outputs = {"output:output": scores, "labels": labels}
+    outputs = open_outputs(write_part(tmp_path / "part", {"output": scores}, labels))
     row = BenchRow("m.onnx", "onnxruntime", "ok")
 
     compare_row(row, outputs, outputs, "m.onnx on onnxruntime", task)

@@ -12,7 +12,17 @@ import pytest
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 TINY = FIXTURES / "tiny_models.py"
-HEAVY_MODULES = ("torch", "onnxruntime", "openvino", "nncf", "tensorrt", "onnx", "numpy")
+HEAVY_MODULES = (
+    "torch",
+    "onnxruntime",
+    "openvino",
+    "nncf",
+    "tensorrt",
+    "onnx",
+    "numpy",
+    "ray",
+    "mlflow",
+)
 
 
 def run_dlopt(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -186,11 +186,12 @@ def test_engine_build_time_is_reported_apart_from_loading() -> None:
 
 
 def test_gate_rows_route_onnx_and_plans_to_tensorrt_and_nothing_else(tmp_path: Path) -> None:
-    """What `_bench_backend` sends to TensorRT: the FP32 ONNX, an unrestricted ONNX variant and
-    the engine; not an IR, and not a variant restricted to onnxruntime. TensorRT is unavailable
-    here, so each routed row is an optional-backend skip, which names the variant."""
+    """What the gate's bench plan sends to TensorRT: the FP32 ONNX, an unrestricted ONNX variant
+    and the engine; not an IR, and not a variant restricted to onnxruntime. TensorRT is
+    unavailable here, so each routed row is an optional-backend skip, which names the variant."""
+    from dlopt.gate.bench_plan import runnable_on, unavailable_here
     from dlopt.gate.config import load_gate_config
-    from dlopt.gate.pipeline import VariantArtifact, _bench_backend
+    from dlopt.gate.pipeline import VariantArtifact
 
     fp32 = _matmul_onnx(tmp_path / "fp32.onnx")
     pruned = _matmul_onnx(tmp_path / "pruned.onnx")
@@ -219,11 +220,15 @@ def test_gate_rows_route_onnx_and_plans_to_tensorrt_and_nothing_else(tmp_path: P
     ]
     assert describe_artifact(str(engine)).format == "tensorrt_plan"
 
-    rows, gates = _bench_backend(
-        "tensorrt", made, config.variants, config, tmp_path / "bench", lambda message: None
-    )
+    runnable = {"tensorrt": runnable_on("tensorrt", made, config.variants)}
+    assert sorted(variant.name for variant in runnable["tensorrt"].values()) == [
+        "fp32",
+        "pruned",
+        "trt",
+    ]
+    gates = unavailable_here(runnable, config)
 
-    assert rows == []
+    assert runnable["tensorrt"] == {}  # nothing left to bench on a machine without TensorRT
     assert {gate.variant: gate.verdict.value for gate in gates} == {
         "fp32": "skipped",
         "pruned": "skipped",
