@@ -409,5 +409,4 @@ def _remove_bench_scratch(output_dir: Path) -> None:
     they hold local paths and warnings (`--keep-debug-metadata` keeps them)."""
     import shutil
 
-    for jobs in (output_dir / "bench").glob("*/jobs"):
-        shutil.rmtree(jobs, ignore_errors=True)
+    shutil.rmtree(output_dir / "bench" / "jobs", ignore_errors=True)
