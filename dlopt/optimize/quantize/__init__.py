@@ -30,6 +30,7 @@ from dlopt.artifacts import (
     staging_dir,
     write_manifest,
 )
+from dlopt.optimize.onnx_value_info import clear_value_info
 from dlopt.optimize.quantize.check import Staged, check_parent_loads
 from dlopt.optimize.quantize.options import (
     Progress,
@@ -63,6 +64,8 @@ def quantize_model(
     with staging_dir(output_dir) as staging:
         staged = _stage(path, specs, parent_manifest, staging, options, say)
         model_file = staged.files[-1]
+        if staged.format == "onnx":
+            clear_value_info(model_file)  # ORT's slow SkipLayerNormalization fusion needs it
         manifest = Manifest(
             format=staged.format,
             file=model_file.name,
