@@ -118,6 +118,7 @@ def bench(
     """
     from rich.console import Console
 
+    from dlopt.commands._progress import progress_display
     from dlopt.errors import ConfigError
     from dlopt.harness.bench import BenchSettings, run_bench
     from dlopt.harness.bench_report import render_markdown, write_json
@@ -153,10 +154,8 @@ def bench(
 
         ort_provider_plan(provider, ort.get_available_providers())
     console = Console(stderr=True)
-    with console.status("benchmarking") as status:
-        report = run_bench(
-            models, settings, output_dir, status.update, model_key=load_model_key(key_file)
-        )
+    with progress_display("benchmarking") as say:
+        report = run_bench(models, settings, output_dir, say, model_key=load_model_key(key_file))
     Console().print(bench_table(report))
     if json_path is not None:
         write_json(report, json_path)

@@ -80,6 +80,7 @@ def gate(
     from rich.console import Console
     from rich.markup import escape
 
+    from dlopt.commands._progress import progress_display
     from dlopt.commands._tables import verdict_table
     from dlopt.gate.pipeline import run_gate
     from dlopt.gate.recipes import config_inputs
@@ -91,10 +92,8 @@ def gate(
     folder = output_dir or Path("reports") / (config.resolve().parent.name or "run")
     check_outputs([*config_inputs(loaded), baseline], folders=[folder])
     console = Console(stderr=True)
-    with console.status("dlopt gate") as status:
-        outcome = run_gate(
-            loaded, folder, only or (), baseline, status.update, signing_key, model_key
-        )
+    with progress_display("dlopt gate") as say:
+        outcome = run_gate(loaded, folder, only or (), baseline, say, signing_key, model_key)
     Console().print(verdict_table(outcome.report))
     for name, path in outcome.report_paths.items():
         console.print(f"wrote {path}" if name == "report.json" else f"      {path}", markup=False)

@@ -24,6 +24,7 @@ from dlopt.gate.config import REFERENCE_VARIANT, GateConfig, VariantConfig
 from dlopt.gate.judge import MB, judge_against_baseline, judge_row, paired_accuracy_drop, speedup_of
 from dlopt.gate.verdicts import GateResult, Verdict, exit_code, failed, overall_verdict, skipped
 from dlopt.jsonio import json_safe
+from dlopt.progress import step as progress_step
 from dlopt.trust.metadata_strip import debug_metadata_kept
 from dlopt.trust.provenance import portable, resolve_recorded
 
@@ -82,9 +83,11 @@ def run_gate(
     say("exporting the FP32 reference")
     reference = _export_reference(config, output_dir / "artifacts" / REFERENCE)
     made = [VariantArtifact(REFERENCE, "export", reference)]
-    for variant in variants:
-        say(f"making variant {variant.name} ({variant.kind})")
-        made.append(_make(variant, reference, config, output_dir / "artifacts" / variant.name))
+    with progress_step("making the variants", len(variants)) as advance:
+        for variant in variants:
+            say(f"making variant {variant.name} ({variant.kind})")
+            made.append(_make(variant, reference, config, output_dir / "artifacts" / variant.name))
+            advance()
     if model_key is not None:
         _encrypt_at_rest(made, model_key, say)
     rows: list[dict[str, Any]] = []
@@ -94,12 +97,14 @@ def run_gate(
             gates.append(skipped(artifact.name, "-", "recipe", artifact.error))
         elif artifact.error is not None:
             gates.append(failed(artifact.name, "-", "recipe", artifact.error))
-    for backend in config.bench.backends:
-        backend_rows, backend_gates = _bench_backend(
-            backend, made, variants, config, output_dir / "bench" / backend, say, model_key
-        )
-        rows += backend_rows
-        gates += backend_gates
+    with progress_step("benchmarking the backends", len(config.bench.backends)) as advance:
+        for backend in config.bench.backends:
+            backend_rows, backend_gates = _bench_backend(
+                backend, made, variants, config, output_dir / "bench" / backend, say, model_key
+            )
+            rows += backend_rows
+            gates += backend_gates
+            advance()
     if baseline_report is not None:
         gates += _baseline_gates(rows, baseline_report, config)
     verdict = overall_verdict(gates)

@@ -36,6 +36,7 @@ from dlopt.harness.latency import WarmupPolicy, ratio_of_medians, summarize
 from dlopt.harness.metrics import TASKS
 from dlopt.harness.results import BenchReport, BenchRow
 from dlopt.harness.worker import PARENT_FD_FLAG, RESULT_FILE, JobModel, WorkerJob
+from dlopt.progress import step as progress_step
 
 __all__ = ["BenchReport", "BenchRow", "BenchSettings", "run_bench"]
 DEFAULT_TIMEOUT_S = 900.0
@@ -197,12 +198,14 @@ def run_bench(
     for backend_name in backends:
         runnable = [p for p in pairs if p.backend == backend_name and p.row.status == "ok"]
         mode = "solo" if len(runnable) == 1 else "outputs"
-        for pair in runnable:
-            say(f"{pair.model} on {backend_name}")
-            job = _job(settings, mode, backend_name, [pair], jobs_dir / pair.id, model_key)
-            pair.result = _run_worker(job, settings.timeout_s, pair.row, model_key)
-            if pair.result is not None:
-                _fill_row(pair.row, pair.result["models"][pair.id], pair.result)
+        with progress_step(f"outputs and memory on {backend_name}", len(runnable)) as advance:
+            for pair in runnable:
+                say(f"{pair.model} on {backend_name}")
+                job = _job(settings, mode, backend_name, [pair], jobs_dir / pair.id, model_key)
+                pair.result = _run_worker(job, settings.timeout_s, pair.row, model_key)
+                if pair.result is not None:
+                    _fill_row(pair.row, pair.result["models"][pair.id], pair.result)
+                advance()
         done = [p for p in runnable if p.row.status == "ok"]
         if mode == "outputs" and done:  # timed runs of the survivors, interleaved
             say(f"interleaved timed runs on {backend_name}")
@@ -218,12 +221,44 @@ def run_bench(
             if result is not None:
                 _fill_ratios(done, result, settings.reference)
     _compare_outputs(pairs, settings.reference, settings.task)
+    for pair in pairs:
+        _runtime_warnings(pair.row, artifacts[pair.model].manifest)
     return BenchReport(
         rows=[pair.row for pair in pairs],
         settings=_settings_dict(settings, names),
         environment={"cpu": cpu_info(), "tool_versions": tool_versions()},
         created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
+
+
+# The default accuracy budget of `dlopt quantize` (optimize/quantize/budget.py), repeated here
+# (harness cannot import optimize): a variant below it on a runtime is flagged on that runtime.
+DEFAULT_COSINE_FLOOR = 0.99
+
+
+def _runtime_warnings(row: BenchRow, manifest: dict[str, Any] | None) -> None:
+    """Flag a variant benched on a runtime it was not made for, and one whose outputs on this
+    runtime drift below the default budget: an ORT INT8 GPT-2 kept cosine 0.99 on ONNX
+    Runtime and fell to 0.80 on OpenVINO, and dynamic-INT8 ONNX ran 0.79-0.89x FP32 there."""
+    if row.status != "ok" or row.is_reference:
+        return
+    recipe = (manifest or {}).get("recipe") or {}
+    runtime = recipe.get("runtime")
+    if isinstance(runtime, str) and runtime != row.backend:
+        row.warnings.append(
+            f"made for {runtime}, benched on {row.backend}: its speed and accuracy were "
+            f"checked on {runtime} only"
+        )
+    cosines = [
+        entry["cosine"]
+        for entry in (row.drift or {}).values()
+        if isinstance(entry.get("cosine"), (int, float))
+    ]
+    if cosines and min(cosines) < DEFAULT_COSINE_FLOOR:
+        row.warnings.append(
+            f"cosine {min(cosines):.4f} against the reference on {row.backend} is below the "
+            f"default budget ({DEFAULT_COSINE_FLOOR})"
+        )
 
 
 def _check_decryptable(encrypted: Sequence[Any], key: bytes | None, say: Progress) -> None:

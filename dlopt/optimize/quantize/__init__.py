@@ -17,7 +17,7 @@ sensitive nodes to float a group at a time, and a budget that still fails leaves
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,6 @@ from dlopt.artifacts import (
     staging_dir,
     write_manifest,
 )
-from dlopt.optimize.onnx_value_info import clear_value_info
 from dlopt.optimize.quantize.check import Staged, check_parent_loads
 from dlopt.optimize.quantize.options import (
     Progress,
@@ -64,8 +63,6 @@ def quantize_model(
     with staging_dir(output_dir) as staging:
         staged = _stage(path, specs, parent_manifest, staging, options, say)
         model_file = staged.files[-1]
-        if staged.format == "onnx":
-            clear_value_info(model_file)  # ORT's slow SkipLayerNormalization fusion needs it
         manifest = Manifest(
             format=staged.format,
             file=model_file.name,
@@ -125,6 +122,12 @@ def _stage(
     options: QuantizeOptions,
     say: Progress,
 ) -> Staged:
+    if options.mode == "auto" and options.target in ("onnxruntime", "openvino"):
+        from dlopt.optimize.quantize.auto import quantize_auto
+
+        return quantize_auto(parent, specs, parent_manifest, staging, options, say)
+    if options.mode == "auto":  # tensorrt: its INT8 engines are built from static Q/DQ
+        options = replace(options, mode="static")
     if options.target == "openvino":
         from dlopt.optimize.quantize.openvino import quantize_to_ir
 

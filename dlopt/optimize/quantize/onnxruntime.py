@@ -19,19 +19,13 @@ import io
 import logging
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from dlopt.errors import ConfigError, DloptError, first_line
-from dlopt.optimize.quantize.budget import (
-    EvaluationSet,
-    budgets_hold,
-    default_group_size,
-    float_groups,
-    measure_drift,
-)
+from dlopt.optimize.onnx_value_info import clear_value_info
+from dlopt.optimize.quantize.budget import budgets_hold, default_group_size, float_groups
 from dlopt.optimize.quantize.calibration import (
     Calibration,
     calibration_record,
@@ -45,13 +39,19 @@ from dlopt.optimize.quantize.check import (
     reference_set,
     require_budgets,
 )
+from dlopt.optimize.quantize.evaluation import EvaluationSet, measure_drift
 from dlopt.optimize.quantize.options import QuantizeError
 from dlopt.specs import TensorSpec
 
 if TYPE_CHECKING:
     from dlopt.optimize.quantize.options import QuantizeOptions
 
-SENSITIVITY_SAMPLES = 64
+
+# Samples the fallback ranks nodes on: enough to rank, cheap to run once per node.
+SENSITIVITY_SAMPLES = 32
+# Re-quantizations the fallback may try before it gives up (the issue-17 MiniLM search ran
+# 12 minutes through 10 steps to a model slower than dynamic INT8).
+MAX_FALLBACK_STEPS = 4
 # The matrix products INT8 is for; a budget met only with all of them in float is not met.
 COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm", "Attention", "LSTM", "GRU"})
 # Dynamic INT8 pays off for weight-heavy matrix products (transformers, RNNs). ORT's default
@@ -146,9 +146,12 @@ def quantize_onnx(
                     weight_type=QuantType.QInt8,
                     nodes_to_exclude=list(excluded) or None,
                 )
+                clear_value_info(output)  # see dlopt/optimize/onnx_value_info.py
                 return 0
             assert calibration is not None  # options validation guarantees it
-            return _quantize_static(prepared, output, options, excluded, calibration)
+            samples = _quantize_static(prepared, output, options, excluded, calibration)
+            clear_value_info(output)
+            return samples
     except DloptError:
         raise
     except Exception as error:
@@ -181,7 +184,7 @@ def _quantize_static(
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    reader = ort_reader(calibration.data)
+    reader = ort_reader(calibration.data, calibration.samples)
     # Graphs fused by ORT's optimizer have tensors of unknown type without DefaultTensorType.
     extra: dict[str, Any] = {"DefaultTensorType": onnx.TensorProto.FLOAT}
     activation = QuantType.QUInt8
@@ -207,6 +210,55 @@ def _quantize_static(
     return int(reader.samples)
 
 
+@dataclass
+class OrtJob:
+    """What every ONNX Runtime candidate of one `dlopt quantize` shares, each part made once
+    when first needed: ORT's pre-processing, the calibration stream, the evaluation set."""
+
+    parent: Path
+    specs: Sequence[TensorSpec]
+    staging: Path
+    options: QuantizeOptions
+    say: Callable[[str], None]
+    _prepared: tuple[Path, str] | None = None
+    _calibration: Calibration | None = None
+    _evaluation: EvaluationSet | None = None
+    _attention: bool | None = None
+
+    def prepared(self) -> tuple[Path, str]:
+        if self._prepared is None:
+            self.say("pre-processing (shape inference, optimization)")
+            self._prepared = preprocess(self.parent, self.staging / "prepared.onnx")
+        return self._prepared
+
+    def calibration(self) -> Calibration:
+        if self._calibration is None:
+            self._calibration = open_calibration(
+                self.options.calibration,
+                self.specs,
+                self.options.calibration_size,
+                self.options.seed,
+            )
+        return self._calibration
+
+    def evaluation(self) -> EvaluationSet:
+        if self._evaluation is None:
+            self.say("running the FP32 parent on the evaluation data")
+            self._evaluation = reference_set(self.parent, self.specs, self.options)
+        return self._evaluation
+
+    def attention(self) -> bool:
+        """Whether static INT8 takes the transformer recipe (onnx_nncf.py)."""
+        if self._attention is None:
+            from dlopt.optimize.quantize.onnx_nncf import has_attention
+
+            wanted = self.options.model_type
+            self._attention = self.options.target == "onnxruntime" and (
+                wanted == "transformer" or (wanted == "auto" and has_attention(self.parent))
+            )
+        return self._attention
+
+
 def quantize_onnx_within_budget(
     parent: Path,
     specs: Sequence[TensorSpec],
@@ -214,78 +266,207 @@ def quantize_onnx_within_budget(
     options: QuantizeOptions,
     say: Callable[[str], None],
 ) -> Staged:
-    """INT8 ONNX for the onnxruntime or tensorrt target, kept within `options.max_drift`.
+    """INT8 ONNX for the onnxruntime or tensorrt target, kept within the budget.
 
-    Over budget, the quantized nodes are ranked by their effect on the output
-    (`quantize_sensitivity`) and returned to float a group at a time until the budget holds;
-    when it holds only with every node in float, BudgetNotMetError.
+    Static on ONNX Runtime, when the budget held only with nodes returned to float, is compared
+    with dynamic INT8 (timed interleaved against FP32): the faster within budget is written,
+    so the accuracy fallback never returns a model slower than dynamic would be.
     """
-    say("pre-processing (shape inference, optimization)")
-    prepared, preprocessing = preprocess(parent, staging / "prepared.onnx")
+    job = OrtJob(parent, specs, staging, options, say)
+    if options.mode == "dynamic":
+        return dynamic_candidate(job, staging / "dynamic")
+    static = static_candidate(job, staging / "static")
+    if options.target != "onnxruntime" or not static.recipe.get("kept_float_for_budget"):
+        return static
+    from dlopt.optimize.quantize.auto import Candidate, choose
+
+    say("static met the budget only with nodes in float: comparing with dynamic INT8")
+    return choose(
+        [
+            Candidate("static", lambda folder: static, "onnxruntime"),
+            Candidate("dynamic", lambda folder: dynamic_candidate(job, folder), "onnxruntime"),
+        ],
+        job.parent,
+        job.specs,
+        job.evaluation(),
+        staging,
+        say,
+    )
+
+
+def dynamic_candidate(job: OrtJob, folder: Path) -> Staged:
+    """`quantize_dynamic`, and when over budget the most harmful products back in float
+    (ranked by leaving each out; at most MAX_FALLBACK_STEPS re-quantizations)."""
+    options = replace(job.options, mode="dynamic")
+    folder.mkdir(parents=True, exist_ok=True)
+    prepared, preprocessing = job.prepared()
     excluded = nodes_to_exclude(prepared, options.exclude)
-    calibration = None
-    if options.mode == "static":
-        calibration = open_calibration(
-            options.calibration, specs, options.calibration_size, options.seed
-        )
-    budgets = options.budgets()
-    output = staging / "model.onnx"
+    output = folder / "model.onnx"
+    evaluation, budgets = job.evaluation(), options.budgets()
 
-    def attempt(keep_float: Sequence[str]) -> tuple[int, dict[str, float]]:
-        say(f"quantizing ({options.mode}, {len(keep_float)} extra nodes kept float)")
+    def attempt(keep_float: Sequence[str]) -> dict[str, float]:
+        job.say(f"quantizing (dynamic, {len(keep_float)} extra nodes kept float)")
+        quantize_onnx(prepared, output, options, [*excluded, *keep_float], None)
+        job.say("measuring drift against the FP32 parent")
+        return measure_drift(onnx_runner(output), evaluation, budgets)
+
+    measured, kept_float, attempts = _within_budget(
+        attempt,
+        lambda: _sensitivity_ranking(prepared, output, excluded, options, evaluation),
+        _nodes_of_types(prepared, COMPUTE_OPS),
+        job,
+        budgets,
+        f"dynamic INT8 {job.parent.name}",
+    )
+    recipe: dict[str, Any] = {
+        "tool": "onnxruntime.quantization",
+        "mode": "dynamic",
+        "activation_type": None,
+        "weight_type": "QInt8",
+        "quant_format": "QOperator (dynamic)",
+        "op_types_quantized": list(DYNAMIC_OP_TYPES),
+        "symmetric": False,
+        "preprocessing": preprocessing,
+        "excluded_nodes": excluded,
+        "kept_float_for_budget": kept_float,
+        "calibration": {},
+        "runtime": "onnxruntime",
+    }
+    drift = drift_record(evaluation, measured, budgets, options.budget_source, attempts=attempts)
+    return Staged([output], recipe, drift)
+
+
+def static_candidate(job: OrtJob, folder: Path) -> Staged:
+    """Static INT8: NNCF's transformer scheme for graphs with attention on ONNX Runtime
+    (onnx_nncf.py), else ORT's `quantize_static` (U8S8, or S8S8 for TensorRT)."""
+    options = replace(job.options, mode="static")
+    folder.mkdir(parents=True, exist_ok=True)
+    if job.attention():
+        return _static_transformer(job, folder, options)
+    prepared, preprocessing = job.prepared()
+    excluded = nodes_to_exclude(prepared, options.exclude)
+    calibration = job.calibration()
+    output = folder / "model.onnx"
+    evaluation, budgets = job.evaluation(), options.budgets()
+    samples = 0
+
+    def attempt(keep_float: Sequence[str]) -> dict[str, float]:
+        nonlocal samples
+        job.say(f"quantizing (static, {len(keep_float)} extra nodes kept float)")
         samples = quantize_onnx(prepared, output, options, [*excluded, *keep_float], calibration)
-        say("measuring drift against the FP32 parent")
-        return samples, measure_drift(onnx_runner(output), evaluation, budgets)
+        job.say("measuring drift against the FP32 parent")
+        return measure_drift(onnx_runner(output), evaluation, budgets)
 
-    say("running the FP32 parent on the evaluation data")
-    evaluation = reference_set(parent, specs, options)
-    samples, measured = attempt([])
-    attempts = [{"kept_float": 0, **_summary(measured)}]
-    kept_float: list[str] = []
-    if budgets and not budgets_hold(budgets, measured):
-        say("ranking quantized nodes by their effect on the output")
-        ranking = _sensitivity_ranking(prepared, output, excluded, options, evaluation)
-        # At least one matrix product stays INT8: without one the model is not quantized.
-        products = set(_nodes_of_types(prepared, COMPUTE_OPS)) & set(ranking)
-        groups = [
-            group
-            for group in float_groups(ranking, default_group_size(len(ranking)), len(ranking))
-            if not products <= set(group)
-        ]
-        most = len(groups[-1]) if groups else 0
-        for group in groups:
-            samples, measured = attempt(group)
-            attempts.append({"kept_float": len(group), **_summary(measured)})
-            if budgets_hold(budgets, measured):
-                kept_float = group
-                break
-        require_budgets(
-            budgets,
-            measured,
-            f"INT8 {parent.name} even with {max(most, 0)} of {len(ranking)} quantized nodes "
-            "kept float",
-            _budget_hint(options),
-            options.budget_source,
-            evaluation,
-        )
+    measured, kept_float, attempts = _within_budget(
+        attempt,
+        lambda: _sensitivity_ranking(prepared, output, excluded, options, evaluation),
+        _nodes_of_types(prepared, COMPUTE_OPS),
+        job,
+        budgets,
+        f"INT8 {job.parent.name}",
+    )
     symmetric = options.target == "tensorrt"
-    activation = None if options.mode == "dynamic" else ("QInt8" if symmetric else "QUInt8")
     recipe = {
         "tool": "onnxruntime.quantization",
-        "activation_type": activation,
+        "mode": "static",
+        "activation_type": "QInt8" if symmetric else "QUInt8",
         "weight_type": "QInt8",
-        "quant_format": "QDQ" if options.mode == "static" else "QOperator (dynamic)",
-        "op_types_quantized": list(DYNAMIC_OP_TYPES) if options.mode == "dynamic" else "all",
+        "quant_format": "QDQ",
+        "op_types_quantized": "all",
         "symmetric": symmetric,
         "preprocessing": preprocessing,
         "excluded_nodes": excluded,
         "kept_float_for_budget": kept_float,
-        "calibration": (
-            calibration_record(calibration, samples, options.method) if calibration else {}
-        ),
+        "calibration": calibration_record(calibration, samples, options.method),
+        "runtime": options.target,
     }
     if options.target == "tensorrt":
         recipe["next_step"] = "dlopt build model.onnx --backend tensorrt --precision int8"
+    drift = drift_record(evaluation, measured, budgets, options.budget_source, attempts=attempts)
+    return Staged([output], recipe, drift)
+
+
+def _within_budget(
+    attempt: Callable[[Sequence[str]], dict[str, float]],
+    rank: Callable[[], list[str]],
+    products: Sequence[str],
+    job: OrtJob,
+    budgets: Sequence[Any],
+    what: str,
+) -> tuple[dict[str, float], list[str], list[dict[str, Any]]]:
+    """Quantize; over budget, return ranked nodes to float a group at a time, at most
+    MAX_FALLBACK_STEPS times. Returns (drift, nodes kept float, attempts); raises
+    BudgetNotMetError (one line, nothing kept) when no step meets the budget."""
+    measured = attempt([])
+    attempts = [{"kept_float": 0, **_summary(measured)}]
+    kept_float: list[str] = []
+    if not budgets or budgets_hold(budgets, measured):
+        return measured, kept_float, attempts
+    job.say("ranking quantized nodes by their effect on the output")
+    ranking = rank()
+    # At least one matrix product stays INT8: without one the model is not quantized.
+    quantized_products = set(products) & set(ranking)
+    groups = [
+        group
+        for group in float_groups(ranking, default_group_size(len(ranking)), len(ranking))
+        if not quantized_products <= set(group)
+    ][:MAX_FALLBACK_STEPS]
+    for group in groups:
+        measured = attempt(group)
+        attempts.append({"kept_float": len(group), **_summary(measured)})
+        if budgets_hold(budgets, measured):
+            kept_float = group
+            break
+    most = len(groups[-1]) if groups else 0
+    require_budgets(
+        budgets,
+        measured,
+        f"{what} even with {most} of {len(ranking)} quantized nodes kept float",
+        _budget_hint(job.options),
+        job.options.budget_source,
+        job.evaluation(),
+    )
+    return measured, kept_float, attempts
+
+
+def _static_transformer(job: OrtJob, folder: Path, options: QuantizeOptions) -> Staged:
+    """NNCF's transformer recipe; over budget, the most harmful activation quantizers are
+    removed from the quantized graph (no second calibration), at most MAX_FALLBACK_STEPS
+    times."""
+    from dlopt.optimize.quantize.onnx_nncf import nncf_transformer_int8
+    from dlopt.optimize.quantize.qdq_edit import remove_activation_quantizers
+
+    calibration = job.calibration()
+    excluded = nodes_to_exclude(job.parent, options.exclude)
+    quantized = folder / "nncf.onnx"
+    output = folder / "model.onnx"
+    evaluation, budgets = job.evaluation(), options.budgets()
+    job.say(f"quantizing with NNCF's transformer scheme on {calibration.samples} samples")
+    record = nncf_transformer_int8(job.parent, quantized, calibration, excluded)
+
+    def attempt(keep_float: Sequence[str]) -> dict[str, float]:
+        remove_activation_quantizers(quantized, output, keep_float)
+        job.say(f"measuring drift ({len(keep_float)} activation quantizers removed)")
+        return measure_drift(onnx_runner(output), evaluation, budgets)
+
+    def rank() -> list[str]:
+        from dlopt.optimize.quantize.sensitivity import rank_activation_quantizers
+
+        feeds, reference = evaluation.head(SENSITIVITY_SAMPLES)
+        return rank_activation_quantizers(quantized, feeds, reference)
+
+    measured, kept_float, attempts = _within_budget(
+        attempt, rank, [], job, budgets, f"static INT8 {job.parent.name}"
+    )
+    quantized.unlink(missing_ok=True)
+    recipe = {
+        **record,
+        "mode": "static",
+        "excluded_nodes": excluded,
+        "kept_float_for_budget": kept_float,
+        "calibration": calibration_record(calibration, record["samples"], "nncf (mean min-max)"),
+        "runtime": "onnxruntime",
+    }
     drift = drift_record(evaluation, measured, budgets, options.budget_source, attempts=attempts)
     return Staged([output], recipe, drift)
 
@@ -309,11 +490,9 @@ def _sensitivity_ranking(
     """Node names of the float graph, most harmful in INT8 first (see quantize_sensitivity)."""
     import onnx
 
-    from dlopt.optimize.quantize.sensitivity import rank_by_leaving_out, rank_qdq_nodes
+    from dlopt.optimize.quantize.sensitivity import rank_by_input_quantization, rank_qdq_nodes
 
-    feeds = _first_samples(evaluation.feeds)
-    count = sum(next(iter(feed.values())).shape[0] for feed in feeds)
-    reference = [evaluation.reference[0][:count]]
+    feeds, reference = evaluation.head(SENSITIVITY_SAMPLES)
     float_graph = onnx.load(str(prepared), load_external_data=False).graph
     names = {node.name for node in float_graph.node if node.name and node.name not in excluded}
     if options.mode == "static":
@@ -321,11 +500,7 @@ def _sensitivity_ranking(
     candidates = [
         n.name for n in float_graph.node if n.name in names and n.op_type in DYNAMIC_OP_TYPES
     ]
-
-    def requantize(keep_float: Sequence[str], path: Path) -> None:
-        quantize_onnx(prepared, path, options, [*excluded, *keep_float], None)
-
-    return rank_by_leaving_out(candidates, requantize, feeds, reference)
+    return rank_by_input_quantization(prepared, candidates, feeds)
 
 
 def _nodes_of_types(model: Path, op_types: frozenset[str]) -> list[str]:
@@ -333,21 +508,6 @@ def _nodes_of_types(model: Path, op_types: frozenset[str]) -> list[str]:
 
     graph = onnx.load(str(model), load_external_data=False).graph
     return [node.name for node in graph.node if node.op_type in op_types]
-
-
-def _first_samples(
-    feeds: Sequence[Mapping[str, np.ndarray]], limit: int = SENSITIVITY_SAMPLES
-) -> list[dict[str, np.ndarray]]:
-    """Feeds holding the first `limit` samples: enough to rank nodes, cheap to run twice."""
-    chosen: list[dict[str, np.ndarray]] = []
-    count = 0
-    for feed in feeds:
-        if count >= limit:
-            break
-        take = min(limit - count, next(iter(feed.values())).shape[0])
-        chosen.append({name: value[:take] for name, value in feed.items()})
-        count += take
-    return chosen
 
 
 def _summary(measured: Mapping[str, float]) -> dict[str, Any]:

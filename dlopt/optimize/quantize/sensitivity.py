@@ -8,8 +8,9 @@ first, with the nodes on both sides of it (ORT quantizes a tensor for its produc
 consumers). This measures the effect on
 the output directly. A per-tensor SQNR does not: on the transformer sample, the attention-mask
 Add (scores plus -10000) looked fine by SQNR and was the node that cost 4% accuracy.
-Dynamic (QOperator): leave-one-out, re-quantizing with one matrix product kept float at a time
-(no calibration, so it is cheap).
+Dynamic (QOperator): by how badly dynamic INT8 represents each product's activation input, in
+one pass (re-quantizing once per product cost minutes on MiniLM).
+Static transformer recipe (NNCF): each activation quantizer bypassed in turn, as above.
 Nothing here is in onnxruntime.quantization (its qdq_loss_debug compares tensors, not their
 effect on the output), hence the hand-written graph edit.
 """
@@ -18,16 +19,16 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dlopt import progress
 from dlopt.harness.drift import drift
 
 Feeds = Sequence[Mapping[str, np.ndarray]]
-Requantize = Callable[[Sequence[str], Path], None]
 
 
 def rank_qdq_nodes(
@@ -52,7 +53,16 @@ def rank_qdq_nodes(
         n.output[0]: n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"
     }
     scores: list[tuple[float, int, list[str]]] = []
-    with tempfile.TemporaryDirectory(prefix="dlopt-sensitivity-") as scratch:
+    activations = sum(
+        1
+        for n in graph.node
+        if n.op_type == "DequantizeLinear"
+        and quantized_inputs.get(n.input[0]) not in (None, *initializers)
+    )
+    with (
+        tempfile.TemporaryDirectory(prefix="dlopt-sensitivity-") as scratch,
+        progress.step("ranking quantized nodes", activations) as advance,
+    ):
         for index, node in enumerate(list(graph.node)):
             tensor = (
                 quantized_inputs.get(node.input[0]) if node.op_type == "DequantizeLinear" else None
@@ -60,6 +70,7 @@ def rank_qdq_nodes(
             if tensor is None or tensor in initializers:
                 continue  # weights and biases are not activation quantizers
             output_sqnr = _with_bypass(model, node, tensor, initializers, scratch, feeds, reference)
+            advance()
             nodes = [producers.get(tensor, ""), *consumers.get(node.output[0], [])]
             names = [name for name in nodes if name in prepared_names]
             scores.append((output_sqnr, index, names))
@@ -69,20 +80,95 @@ def rank_qdq_nodes(
     return ranking
 
 
-def rank_by_leaving_out(
-    candidates: Sequence[str],
-    requantize: Requantize,
-    feeds: Feeds,
-    reference: Sequence[np.ndarray],
+def rank_activation_quantizers(
+    quantized: Path, feeds: Feeds, reference: Sequence[np.ndarray]
 ) -> list[str]:
-    """`candidates` ordered by how much keeping each alone in float helps the output."""
+    """Activation DequantizeLinear names of a QDQ model, the most harmful first (bypassing it
+    helps the output most): the units `qdq_edit.remove_activation_quantizers` takes."""
+    import onnx
+
+    from dlopt.optimize.quantize.qdq_edit import activation_dequantizers
+
+    model = onnx.load(str(quantized))
+    graph = model.graph
+    initializers = {t.name: t for t in graph.initializer}
+    quantized_inputs = {
+        n.output[0]: n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"
+    }
+    wanted = set(activation_dequantizers(model))
+    nodes = [node for node in graph.node if node.name in wanted]
     scores: list[tuple[float, int, str]] = []
-    with tempfile.TemporaryDirectory(prefix="dlopt-sensitivity-") as scratch:
-        path = Path(scratch) / "leave_one_out.onnx"
-        for index, name in enumerate(candidates):
-            requantize([name], path)
-            scores.append((_output_sqnr(path, feeds, reference), index, name))
+    with (
+        tempfile.TemporaryDirectory(prefix="dlopt-sensitivity-") as scratch,
+        progress.step("ranking activation quantizers", len(nodes)) as advance,
+    ):
+        for index, node in enumerate(nodes):
+            tensor = quantized_inputs[node.input[0]]
+            sqnr = _with_bypass(model, node, tensor, initializers, scratch, feeds, reference)
+            scores.append((sqnr, index, node.name))
+            advance()
     return [name for _, _, name in sorted(scores, key=lambda s: (-_sortable(s[0]), s[1]))]
+
+
+def rank_by_input_quantization(model: Path, candidates: Sequence[str], feeds: Feeds) -> list[str]:
+    """`candidates` (products of a float graph) ordered by how badly dynamic INT8 represents
+    their activation input, worst first: one ORT pass with the inputs exposed as outputs, the
+    SQNR of each input quantized as `DynamicQuantizeLinear` does it (uint8, range through 0,
+    per call). Cheap (no re-quantization per node, which cost ~3 s each on MiniLM: 2-3
+    minutes for its 39 products); it ranks the FFN-down MatMuls (GELU outputs with outliers)
+    first on MiniLM, as the leave-one-out ranking did. Products without a float activation
+    input (embedding lookups) rank last."""
+    import onnx
+    import onnxruntime as ort
+
+    graph_model = onnx.load(str(model))
+    graph = graph_model.graph
+    constants = {t.name for t in graph.initializer}
+    inputs: dict[str, str] = {}
+    for node in graph.node:
+        if node.name in candidates and node.op_type != "Gather":
+            tensor = next((name for name in node.input if name and name not in constants), None)
+            if tensor is not None:
+                inputs[node.name] = tensor
+    exposed = sorted(set(inputs.values()) - {output.name for output in graph.output})
+    graph.output.extend(
+        onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in exposed
+    )
+    del graph.value_info[:]
+    names = [output.name for output in graph.output]
+    signal: dict[str, float] = dict.fromkeys(inputs.values(), 0.0)
+    noise: dict[str, float] = dict.fromkeys(inputs.values(), 0.0)
+    with tempfile.TemporaryDirectory(prefix="dlopt-sensitivity-") as scratch:
+        path = Path(scratch) / "exposed.onnx"
+        onnx.save(graph_model, str(path))
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        with progress.step("ranking products by input quantization", len(feeds)) as advance:
+            for feed in feeds:
+                values = dict(zip(names, session.run(names, dict(feed)), strict=True))
+                for tensor in signal:
+                    x = np.asarray(values[tensor], dtype=np.float64)
+                    signal[tensor] += float(np.einsum("i,i->", x.ravel(), x.ravel()))
+                    error = (x - _dynamic_uint8(x)).ravel()
+                    noise[tensor] += float(np.einsum("i,i->", error, error))
+                advance()
+
+    def sqnr(name: str) -> float:
+        tensor = inputs.get(name)
+        if tensor is None:
+            return math.inf
+        return math.inf if noise[tensor] == 0 else 10 * math.log10(signal[tensor] / noise[tensor])
+
+    order = {name: index for index, name in enumerate(candidates)}
+    return sorted(candidates, key=lambda name: (sqnr(name), order[name]))
+
+
+def _dynamic_uint8(x: np.ndarray) -> np.ndarray:
+    """x quantized and dequantized as ORT's DynamicQuantizeLinear does (uint8, asymmetric,
+    the range stretched to include 0)."""
+    low, high = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+    scale = (high - low) / 255 or 1.0
+    zero = np.clip(np.round(-low / scale), 0, 255)
+    return (np.clip(np.round(x / scale) + zero, 0, 255) - zero) * scale
 
 
 def _with_bypass(
