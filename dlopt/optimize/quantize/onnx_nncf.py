@@ -47,10 +47,16 @@ def has_attention(model: Path) -> bool:
 
 
 def activation_products(model: Any) -> list[str]:
-    """Names of the MatMul/Gemm nodes whose inputs are both activations (no constant)."""
+    """Names of the MatMul/Gemm nodes whose inputs are both activations (no constant, nor a
+    dequantized constant)."""
     graph = model.graph
     constants = {tensor.name for tensor in graph.initializer}
     constants |= {out for node in graph.node if node.op_type == "Constant" for out in node.output}
+    constants |= {  # weights already in Q/DQ form
+        node.output[0]
+        for node in graph.node
+        if node.op_type == "DequantizeLinear" and node.input[0] in constants
+    }
     return [
         node.name
         for node in graph.node

@@ -404,8 +404,9 @@ def _within_budget(
         return measured, kept_float, attempts
     job.say("ranking quantized nodes by their effect on the output")
     ranking = rank()
-    # At least one matrix product stays INT8: without one the model is not quantized.
-    quantized_products = set(products) & set(ranking)
+    # At least one matrix product stays INT8: without one the model is not quantized. (No
+    # products given: the ranked units are quantizers, and one of them stays.)
+    quantized_products = set(products) & set(ranking) if products else set(ranking)
     groups = [
         group
         for group in float_groups(ranking, default_group_size(len(ranking)), len(ranking))
@@ -434,7 +435,7 @@ def _static_transformer(job: OrtJob, folder: Path, options: QuantizeOptions) -> 
     removed from the quantized graph (no second calibration), at most MAX_FALLBACK_STEPS
     times."""
     from dlopt.optimize.quantize.onnx_nncf import nncf_transformer_int8
-    from dlopt.optimize.quantize.qdq_edit import remove_activation_quantizers
+    from dlopt.optimize.quantize.qdq_edit import float_matmul_weights, remove_activation_quantizers
 
     calibration = job.calibration()
     excluded = nodes_to_exclude(job.parent, options.exclude)
@@ -444,8 +445,12 @@ def _static_transformer(job: OrtJob, folder: Path, options: QuantizeOptions) -> 
     job.say(f"quantizing with NNCF's transformer scheme on {calibration.samples} samples")
     record = nncf_transformer_int8(job.parent, quantized, calibration, excluded)
 
+    originals: dict[str, Any] = {}
+
     def attempt(keep_float: Sequence[str]) -> dict[str, float]:
-        remove_activation_quantizers(quantized, output, keep_float)
+        if keep_float and not originals:
+            originals.update(float_matmul_weights(job.parent))
+        remove_activation_quantizers(quantized, output, keep_float, originals)
         job.say(f"measuring drift ({len(keep_float)} activation quantizers removed)")
         return measure_drift(onnx_runner(output), evaluation, budgets)
 

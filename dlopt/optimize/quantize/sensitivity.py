@@ -104,7 +104,11 @@ def rank_activation_quantizers(
     ):
         for index, node in enumerate(nodes):
             tensor = quantized_inputs[node.input[0]]
-            sqnr = _with_bypass(model, node, tensor, initializers, scratch, feeds, reference)
+            # No Clip: the fallback removes the quantizer with its range (NNCF's mean-of-
+            # min/max ranges clip outliers, which ranking with the range kept did not see).
+            sqnr = _with_bypass(
+                model, node, tensor, initializers, scratch, feeds, reference, keep_range=False
+            )
             scores.append((sqnr, index, node.name))
             advance()
     return [name for _, _, name in sorted(scores, key=lambda s: (-_sortable(s[0]), s[1]))]
@@ -179,11 +183,16 @@ def _with_bypass(
     scratch: str,
     feeds: Feeds,
     reference: Sequence[np.ndarray],
+    keep_range: bool = True,
 ) -> float:
     """Output SQNR with one DequantizeLinear turned into a Clip of the float `tensor` to the
-    quantized range: the rounding goes, the range stays. The range must stay: ORT drops a Relu
-    after a Conv or Gemm and lets the QDQ range (zero point at 0) do its clipping."""
+    quantized range: the rounding goes, the range stays. The range must stay for ORT's own
+    QDQ graphs: ORT drops a Relu after a Conv or Gemm and lets the QDQ range (zero point at 0)
+    do its clipping. `keep_range=False`: an Identity instead (the float tensor as it is)."""
     import onnx
+
+    if not keep_range:
+        return _with_identity(model, dequantize, tensor, scratch, feeds, reference)
 
     def array(name: str) -> np.ndarray | None:
         proto = initializers.get(name)
@@ -219,6 +228,32 @@ def _with_bypass(
         dequantize.CopyFrom(original)
         for _ in bounds:
             model.graph.initializer.pop()
+
+
+def _with_identity(
+    model: Any,
+    dequantize: Any,
+    tensor: str,
+    scratch: str,
+    feeds: Feeds,
+    reference: Sequence[np.ndarray],
+) -> float:
+    """Output SQNR with one DequantizeLinear turned into an Identity of the float `tensor`."""
+    import onnx
+
+    original = onnx.NodeProto()
+    original.CopyFrom(dequantize)
+    dequantize.op_type = "Identity"
+    dequantize.domain = ""
+    del dequantize.attribute[:]
+    del dequantize.input[:]
+    dequantize.input.append(tensor)
+    try:
+        path = Path(scratch) / "bypass.onnx"
+        onnx.save(model, str(path))
+        return _output_sqnr(path, feeds, reference)
+    finally:
+        dequantize.CopyFrom(original)
 
 
 def _output_sqnr(path: Path, feeds: Feeds, reference: Sequence[np.ndarray]) -> float:
