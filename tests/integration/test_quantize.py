@@ -396,14 +396,15 @@ def test_dynamic_budget_keeps_the_most_harmful_products_float(
         mode="dynamic",
         evaluation="sample:text_transformer:evaluation",
         evaluation_size=100,
-        max_drift=("sqnr_db=45",),  # plain dynamic INT8 gave 39.5 dB here
+        max_drift=("sqnr_db=42",),  # plain dynamic INT8 gave 38-39.5 dB here
     )
 
     result = quantize_model(str(fp32), tmp_path / "q", options)
 
     manifest = manifest_of(result.path)
     drift = manifest["checks"]["drift"]
-    assert drift["attempts"][0]["sqnr_db"] < 45 <= drift["sqnr_db"]
+    assert drift["attempts"][0]["sqnr_db"] < 42 <= drift["sqnr_db"]
+    assert len(drift["attempts"]) <= 5  # bounded: the first try and at most four steps
     assert manifest["recipe"]["kept_float_for_budget"]
     ops = {node.op_type for node in onnx.load(str(result.path)).graph.node}
     assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops  # still quantized

@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlopt.data import open_data
+from dlopt.data import Batch, open_data
 from dlopt.errors import ConfigError
 from dlopt.optimize.quantize import QuantizeOptions
-from dlopt.data import Batch
 from dlopt.optimize.quantize.budget import DEFAULT_BUDGETS, DriftBudget
 from dlopt.optimize.quantize.evaluation import (
     EvaluationSet,

@@ -136,7 +136,7 @@ def _stage(
         from dlopt.optimize.quantize.fp16 import onnx_fp16
 
         return onnx_fp16(parent, specs, staging, options, say)
-    from dlopt.optimize.quantize.onnxruntime import quantize_onnx_within_budget
+    from dlopt.optimize.quantize.ort_candidates import quantize_onnx_within_budget
 
     return quantize_onnx_within_budget(parent, specs, staging, options, say)
 

@@ -185,7 +185,11 @@ def quantize_auto(
 
     if options.target == "openvino":
         return _openvino_auto(parent, specs, parent_manifest, staging, options, say)
-    from dlopt.optimize.quantize.onnxruntime import OrtJob, dynamic_candidate, static_candidate
+    from dlopt.optimize.quantize.ort_candidates import (
+        OrtJob,
+        dynamic_candidate,
+        static_candidate,
+    )
 
     job = OrtJob(parent, specs, staging, replace(options, mode="auto"), say)
     candidates = [

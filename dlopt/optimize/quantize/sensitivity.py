@@ -115,33 +115,38 @@ def rank_activation_quantizers(
 
 
 def rank_by_input_quantization(model: Path, candidates: Sequence[str], feeds: Feeds) -> list[str]:
-    """`candidates` (products of a float graph) ordered by how badly dynamic INT8 represents
-    their activation input, worst first: one ORT pass with the inputs exposed as outputs, the
-    SQNR of each input quantized as `DynamicQuantizeLinear` does it (uint8, range through 0,
-    per call). Cheap (no re-quantization per node, which cost ~3 s each on MiniLM: 2-3
-    minutes for its 39 products); it ranks the FFN-down MatMuls (GELU outputs with outliers)
-    first on MiniLM, as the leave-one-out ranking did. Products without a float activation
-    input (embedding lookups) rank last."""
+    """`candidates` (products of a float graph), worst first by how badly dynamic INT8
+    computes them: one ORT pass with their inputs exposed as outputs, then in numpy each
+    MatMul's output with its inputs quantized as ORT does it (activations as
+    `DynamicQuantizeLinear`: uint8, range through 0, per call; weights int8 per column),
+    against the float output; for other products, the input's own SQNR. Cheap: no
+    re-quantization per node (~3 s each on MiniLM: 2-3 minutes for its 39 products). A local
+    measure: `rank_by_quantizing_alone` then orders the likeliest by their output effect.
+    Products without a float activation input (embedding lookups) rank last."""
     import onnx
     import onnxruntime as ort
 
     graph_model = onnx.load(str(model))
     graph = graph_model.graph
-    constants = {t.name for t in graph.initializer}
+    constants = {t.name: t for t in graph.initializer}
     inputs: dict[str, str] = {}
+    weights: dict[str, np.ndarray] = {}  # MatMul node -> its constant weight
     for node in graph.node:
         if node.name in candidates and node.op_type != "Gather":
             tensor = next((name for name in node.input if name and name not in constants), None)
             if tensor is not None:
                 inputs[node.name] = tensor
+            if node.op_type == "MatMul" and node.input[1] in constants:
+                weights[node.name] = onnx.numpy_helper.to_array(constants[node.input[1]])
     exposed = sorted(set(inputs.values()) - {output.name for output in graph.output})
     graph.output.extend(
         onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in exposed
     )
     del graph.value_info[:]
     names = [output.name for output in graph.output]
-    signal: dict[str, float] = dict.fromkeys(inputs.values(), 0.0)
-    noise: dict[str, float] = dict.fromkeys(inputs.values(), 0.0)
+    signal: dict[str, float] = dict.fromkeys(inputs, 0.0)
+    noise: dict[str, float] = dict.fromkeys(inputs, 0.0)
+    rounded = {name: _per_column_int8(weight) for name, weight in weights.items()}
     with tempfile.TemporaryDirectory(prefix="dlopt-sensitivity-") as scratch:
         path = Path(scratch) / "exposed.onnx"
         onnx.save(graph_model, str(path))
@@ -149,21 +154,87 @@ def rank_by_input_quantization(model: Path, candidates: Sequence[str], feeds: Fe
         with progress.step("ranking products by input quantization", len(feeds)) as advance:
             for feed in feeds:
                 values = dict(zip(names, session.run(names, dict(feed)), strict=True))
-                for tensor in signal:
-                    x = np.asarray(values[tensor], dtype=np.float64)
-                    signal[tensor] += float(np.einsum("i,i->", x.ravel(), x.ravel()))
-                    error = (x - _dynamic_uint8(x)).ravel()
-                    noise[tensor] += float(np.einsum("i,i->", error, error))
+                for name, tensor in inputs.items():
+                    x = np.asarray(values[tensor], dtype=np.float32)
+                    exact, approximate = x, _dynamic_uint8(x)
+                    if name in weights:  # the product's output, weights rounded too
+                        exact, approximate = x @ weights[name], approximate @ rounded[name]
+                    error = np.asarray(exact - approximate, np.float64).ravel()
+                    flat = np.asarray(exact, np.float64).ravel()
+                    signal[name] += float(np.einsum("i,i->", flat, flat))
+                    noise[name] += float(np.einsum("i,i->", error, error))
                 advance()
 
     def sqnr(name: str) -> float:
-        tensor = inputs.get(name)
-        if tensor is None:
+        if name not in inputs or noise[name] == 0:
             return math.inf
-        return math.inf if noise[tensor] == 0 else 10 * math.log10(signal[tensor] / noise[tensor])
+        return 10 * math.log10(signal[name] / noise[name])
 
     order = {name: index for index, name in enumerate(candidates)}
-    return sorted(candidates, key=lambda name: (sqnr(name), order[name]))
+    ranked = sorted(candidates, key=lambda name: (sqnr(name), order[name]))
+    return ranked
+
+
+def rank_by_quantizing_alone(
+    model: Path, shortlist: Sequence[str], feeds: Feeds, reference: Sequence[np.ndarray]
+) -> list[str]:
+    """`shortlist` (MatMuls with a constant weight) ordered by the output's SQNR when only
+    that product is quantized as dynamic INT8 does it (a DynamicQuantizeLinear and
+    DequantizeLinear on its input, its weight rounded per column), worst first: the effect on
+    the output, which a local SQNR misses (the text sample's classifier head ranked ninth
+    locally and mattered most)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    graph_model = onnx.load(str(model))
+    graph = graph_model.graph
+    del graph.value_info[:]
+    constants = {t.name: t for t in graph.initializer}
+    nodes = {node.name: node for node in graph.node}
+    scores: list[tuple[float, int, str]] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="dlopt-sensitivity-") as scratch,
+        progress.step("ranking products by their effect on the output", len(shortlist)) as advance,
+    ):
+        for index, name in enumerate(shortlist):
+            node = nodes[name]
+            weight = constants[node.input[1]]
+            rounded = numpy_helper.from_array(
+                _per_column_int8(numpy_helper.to_array(weight)), f"{name}_dlopt_rounded"
+            )
+            x = node.input[0]
+            added = [
+                helper.make_node(
+                    "DynamicQuantizeLinear", [x], [f"{x}_q", f"{x}_s", f"{x}_z"], f"{name}_dq"
+                ),
+                helper.make_node(
+                    "DequantizeLinear", [f"{x}_q", f"{x}_s", f"{x}_z"], [f"{x}_dlopt"], f"{name}_d"
+                ),
+            ]
+            position = list(graph.node).index(node)
+            for offset, extra in enumerate(added):
+                graph.node.insert(position + offset, extra)
+            graph.initializer.append(rounded)
+            node.input[0], node.input[1] = f"{x}_dlopt", rounded.name
+            try:
+                path = Path(scratch) / "alone.onnx"
+                onnx.save(graph_model, str(path))
+                scores.append((_output_sqnr(path, feeds, reference), index, name))
+            finally:
+                node.input[0], node.input[1] = x, weight.name
+                for extra in added:
+                    graph.node.remove(extra)
+                graph.initializer.pop()
+            advance()
+    return [name for _, _, name in sorted(scores, key=lambda s: (_sortable(s[0]), s[1]))]
+
+
+def _per_column_int8(weight: np.ndarray) -> np.ndarray:
+    """A [in, out] weight rounded as `quantize_dynamic(per_channel=True)` stores it (symmetric
+    int8, one scale per output column)."""
+    scale = np.abs(weight).max(axis=0, keepdims=True) / 127
+    scale[scale == 0] = 1
+    return np.asarray(np.clip(np.round(weight / scale), -127, 127) * scale, np.float32)
 
 
 def _dynamic_uint8(x: np.ndarray) -> np.ndarray:
@@ -259,7 +330,9 @@ def _with_identity(
 def _output_sqnr(path: Path, feeds: Feeds, reference: Sequence[np.ndarray]) -> float:
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # unused-initializer notes of the edited graphs
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     produced = [np.asarray(session.run(None, dict(feed))[0]) for feed in feeds]
     return drift(
         np.concatenate([p.ravel() for p in produced]),
