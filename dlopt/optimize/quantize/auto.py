@@ -4,7 +4,8 @@ measure each against FP32 interleaved, keep the fastest that meets the accuracy 
 Candidates:
 - onnxruntime: dynamic INT8, and with calibration data static INT8 (NNCF's transformer scheme
   for graphs with attention, ORT's U8S8 QDQ otherwise); each with its own bounded fallback that
-  returns the most harmful nodes to float when it misses the budget;
+  returns the most harmful nodes to float when it misses the budget, skipped once an earlier
+  candidate met the budget as it was made (a fallback only makes a model slower);
 - openvino: the NNCF INT8 IR compiled with an f32 precision hint, and on CPUs with bf16 the same
   IR with a bf16 hint (the layers left in float then run in bf16: 3-4% faster on MiniLM at the
   same cosine; Optimum Intel's default);
@@ -192,18 +193,21 @@ def quantize_auto(
     )
 
     job = OrtJob(parent, specs, staging, replace(options, mode="auto"), say)
-    candidates = [
-        Candidate("dynamic INT8", lambda folder: dynamic_candidate(job, folder), "onnxruntime")
-    ]
+
+    def made_as_is(build: Callable[[OrtJob, Path], Staged]) -> Callable[[Path], Staged]:
+        def made(folder: Path) -> Staged:
+            staged = build(job, folder)
+            if not staged.recipe.get("kept_float_for_budget"):
+                job.fallback = False  # later candidates skip their (slowing) fallback
+            return staged
+
+        return made
+
+    candidates = [Candidate("dynamic INT8", made_as_is(dynamic_candidate), "onnxruntime")]
     if options.calibration:
         scheme = "NNCF transformer scheme" if job.attention() else "ORT U8S8 QDQ"
         candidates.insert(
-            0,
-            Candidate(
-                f"static INT8 ({scheme})",
-                lambda folder: static_candidate(job, folder),
-                "onnxruntime",
-            ),
+            0, Candidate(f"static INT8 ({scheme})", made_as_is(static_candidate), "onnxruntime")
         )
     return choose(candidates, parent, specs, job.evaluation(), staging, say)
 

@@ -57,6 +57,9 @@ class OrtJob:
     _calibration: Calibration | None = None
     _evaluation: EvaluationSet | None = None
     _attention: bool | None = None
+    # False once another candidate met the budget as it was made (--mode auto): a fallback,
+    # which only makes a model slower, is then not worth its time.
+    fallback: bool = True
 
     def prepared(self) -> tuple[Path, str]:
         if self._prepared is None:
@@ -235,6 +238,15 @@ def _within_budget(
     kept_float: list[str] = []
     if not budgets or budgets_hold(budgets, measured):
         return measured, kept_float, attempts
+    if not job.fallback:
+        require_budgets(
+            budgets,
+            measured,
+            f"{what} (no fallback: another candidate met the budget as it was made)",
+            _budget_hint(job.options),
+            job.options.budget_source,
+            job.evaluation(),
+        )
     job.say("ranking quantized nodes by their effect on the output")
     ranking = rank()
     # At least one matrix product stays INT8: without one the model is not quantized. (No
