@@ -126,10 +126,14 @@ def quantize(
 ) -> None:
     """Quantize an FP32 model for a target runtime, with the library made for it.
 
-    onnxruntime: onnxruntime.quantization; static is QDQ with QUInt8 activations and QInt8
-    weights (ORT's default S8S8 runs slower than FP32 on x86), dynamic is QInt8 weights per
-    channel. openvino: NNCF, nncf.quantize_with_accuracy_control under --max-drift. tensorrt:
-    the Q/DQ or FP16 ONNX a TensorRT engine is built from (dlopt build --backend tensorrt).
+    --mode auto (the default) tries the candidates that make sense (onnxruntime: static with
+    --calibration, and dynamic; openvino: the NNCF IR with an f32 and, where the CPU has it, a
+    bf16 hint), keeps those within the accuracy budget, times them against FP32 interleaved
+    and writes the fastest; the manifest and the printout say what each gave and why.
+    onnxruntime: static is NNCF's transformer scheme with unsigned activations for graphs with
+    attention, else ORT's QDQ with QUInt8 activations and QInt8 weights (ORT's default S8S8
+    runs slower than FP32 on x86); dynamic is QInt8 weights per channel. openvino: NNCF,
+    nncf.quantize_with_accuracy_control under --max-drift. tensorrt: the Q/DQ or FP16 ONNX a TensorRT engine is built from (dlopt build --backend tensorrt).
     Drift against the FP32 parent goes into the manifest. Then the result is benched against
     its parent, interleaved, and the speedup printed with its 95% interval; it says so loudly
     when the result is not faster.
