@@ -133,7 +133,8 @@ def quantize(
     onnxruntime: static is NNCF's transformer scheme with unsigned activations for graphs with
     attention, else ORT's QDQ with QUInt8 activations and QInt8 weights (ORT's default S8S8
     runs slower than FP32 on x86); dynamic is QInt8 weights per channel. openvino: NNCF,
-    nncf.quantize_with_accuracy_control under --max-drift. tensorrt: the Q/DQ or FP16 ONNX a TensorRT engine is built from (dlopt build --backend tensorrt).
+    nncf.quantize_with_accuracy_control under --max-drift. tensorrt: the Q/DQ or FP16 ONNX a
+    TensorRT engine is built from (dlopt build --backend tensorrt).
     Drift against the FP32 parent goes into the manifest. Then the result is benched against
     its parent, interleaved, and the speedup printed with its 95% interval; it says so loudly
     when the result is not faster.
