@@ -139,3 +139,15 @@ def test_progress_steps_reach_an_installed_sink_and_nothing_else() -> None:
     advanced = sum(event[1] for event in sink.events if event[0] == "advance")
     assert advanced >= 16 + 16  # reference pass and drift, sample by sample
     assert [e[0] for e in sink.events].count("finish") == len(starts)
+
+
+def test_the_cli_display_is_silent_when_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    from dlopt.commands._progress import progress_display
+
+    with progress_display("quantizing") as say:
+        say("a status line")
+        with progress.step("ORT calibration", 8) as advance:
+            advance(8)
+
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
