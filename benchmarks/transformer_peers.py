@@ -153,14 +153,18 @@ def ort_run(path: Path, pool: bool = False) -> Callable[[dict[str, np.ndarray]],
 
 
 def ov_run(
-    path: Path, hint: str | None, pool: bool = False
+    path: Path, hint: str | None, pool: bool = False, static_shape: list[int] | None = None
 ) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
     import openvino as ov
 
     config: dict[str, Any] = dict(OV_ONE_THREAD)
     if hint is not None:
         config["INFERENCE_PRECISION_HINT"] = hint
-    compiled = ov.Core().compile_model(str(path), "CPU", config)
+    core = ov.Core()
+    model = core.read_model(str(path))
+    if static_shape is not None:  # what `dlopt build --static-shapes` does to dlopt's IR
+        model.reshape({port.get_any_name(): static_shape for port in model.inputs})
+    compiled = core.compile_model(model, "CPU", config)
     request = compiled.create_infer_request()
     wanted = {port.get_any_name() for port in compiled.inputs}
     output = compiled.outputs[0]
@@ -233,6 +237,21 @@ def dlopt_variants(
         else:
             run = ort_run(result.path)
         variants.append(Variant(name, run, feeds, seconds, note))
+    from dlopt.optimize.build import BuildOptions, build_engine
+
+    static_ir = BuildOptions(
+        backend="openvino",
+        precision="int8",
+        calibration=str(calibration),
+        calibration_size=models.CALIBRATION,
+        static_shapes=True,
+        precision_hint="bf16",
+    )
+    name = "dlopt build --backend openvino --precision int8 --static-shapes (bf16 hint)"
+    built, seconds = timed(
+        name, lambda: build_engine(str(fp32), work / "dlopt_ov_static", static_ir)
+    )
+    variants.append(Variant(name, ov_run(built.path, "bf16"), feeds, seconds))
     return variants, fp32
 
 
@@ -311,6 +330,19 @@ def optimum_variants(
         )
 
     _, seconds = timed("Optimum Intel OVQuantizer INT8", intel)
+    variants.append(
+        Variant(
+            "Optimum Intel INT8, reshaped to static 1x128 (its default hint)",
+            ov_run(
+                work / "optimum_intel/openvino_model.xml",
+                None,
+                pool=True,
+                static_shape=[1, models.SEQUENCE],
+            ),
+            feeds_tt,
+            seconds,
+        )
+    )
     variants.append(
         Variant(
             "Optimum Intel OVQuantizer INT8 (its default hint)",
