@@ -23,6 +23,7 @@ from dlopt.gate.attestation import attest_gate
 from dlopt.gate.config import REFERENCE_VARIANT, GateConfig, VariantConfig
 from dlopt.gate.judge import MB, judge_against_baseline, judge_row, paired_accuracy_drop, speedup_of
 from dlopt.gate.verdicts import GateResult, Verdict, exit_code, failed, overall_verdict, skipped
+from dlopt.harness.bench import RUNTIME_WARNING
 from dlopt.jsonio import json_safe
 from dlopt.progress import step as progress_step
 from dlopt.trust.metadata_strip import debug_metadata_kept
@@ -352,6 +353,11 @@ def _report_row(variant: str, backend: str, row: dict[str, Any]) -> dict[str, An
         else {},
         "peak_rss_mb": peak / MB if peak else None,
         "model_size_mb": row["size_bytes"] / MB if row.get("size_bytes") else None,
+        "runtime_warnings": [
+            warning.removeprefix(RUNTIME_WARNING)
+            for warning in row.get("warnings") or []
+            if warning.startswith(RUNTIME_WARNING)
+        ],
         "bench": row,
     }
 

@@ -234,6 +234,8 @@ def run_bench(
 # The default accuracy budget of `dlopt quantize` (optimize/quantize/budget.py), repeated here
 # (harness cannot import optimize): a variant below it on a runtime is flagged on that runtime.
 DEFAULT_COSINE_FLOOR = 0.99
+# Starts the warnings about the runtime a variant runs on (the gate's reports show these).
+RUNTIME_WARNING = "runtime: "
 
 
 def _runtime_warnings(row: BenchRow, manifest: dict[str, Any] | None) -> None:
@@ -246,8 +248,8 @@ def _runtime_warnings(row: BenchRow, manifest: dict[str, Any] | None) -> None:
     runtime = recipe.get("runtime")
     if isinstance(runtime, str) and runtime != row.backend:
         row.warnings.append(
-            f"made for {runtime}, benched on {row.backend}: its speed and accuracy were "
-            f"checked on {runtime} only"
+            f"{RUNTIME_WARNING}made for {runtime}, benched on {row.backend}: its speed and "
+            f"accuracy were checked on {runtime} only"
         )
     cosines = [
         entry["cosine"]
@@ -256,8 +258,8 @@ def _runtime_warnings(row: BenchRow, manifest: dict[str, Any] | None) -> None:
     ]
     if cosines and min(cosines) < DEFAULT_COSINE_FLOOR:
         row.warnings.append(
-            f"cosine {min(cosines):.4f} against the reference on {row.backend} is below the "
-            f"default budget ({DEFAULT_COSINE_FLOOR})"
+            f"{RUNTIME_WARNING}cosine {min(cosines):.4f} against the reference on "
+            f"{row.backend} is below the default budget ({DEFAULT_COSINE_FLOOR})"
         )
 
 

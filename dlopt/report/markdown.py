@@ -68,4 +68,12 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"{fmt_number((row.get('drift') or {}).get('cosine'))} | "
             f"{fmt_number(row.get('peak_rss_mb'))} | {fmt_number(row.get('model_size_mb'))} |"
         )
+    warned = [row for row in report.get("rows", []) if row.get("runtime_warnings")]
+    if warned:
+        lines += ["", "Warnings about the runtime a variant ran on:", ""]
+        for row in warned:
+            for warning in row["runtime_warnings"]:
+                lines.append(
+                    f"- ⚠ {cell(row['variant'])} on {cell(row['backend'])}: {cell(warning)}"
+                )
     return "\n".join(lines) + "\n"

@@ -20,7 +20,8 @@ def test_a_variant_on_another_runtime_gets_a_warning() -> None:
     _runtime_warnings(on_openvino, manifest)
     _runtime_warnings(on_ort, manifest)
 
-    assert any("made for onnxruntime, benched on openvino" in w for w in on_openvino.warnings)
+    made_for = "runtime: made for onnxruntime, benched on openvino"
+    assert any(made_for in warning for warning in on_openvino.warnings)
     assert any("below the default budget" in w for w in on_openvino.warnings)
     assert on_ort.warnings == []
 
@@ -34,3 +35,20 @@ def test_the_reference_and_failed_rows_are_left_alone() -> None:
     _runtime_warnings(failed, {"recipe": {"runtime": "onnxruntime"}})
 
     assert reference.warnings == [] and failed.warnings == []
+
+
+def test_the_gate_markdown_lists_runtime_warnings() -> None:
+    from dlopt.report.markdown import render_markdown
+
+    row = {
+        "variant": "int8-dynamic",
+        "backend": "openvino",
+        "status": "ok",
+        "bench": {},
+        "runtime_warnings": ["made for onnxruntime, benched on openvino"],
+    }
+    report = {"verdict": "pass", "exit_code": 0, "gates": [], "rows": [row]}
+
+    text = render_markdown(report)
+
+    assert "⚠ int8-dynamic on openvino: made for onnxruntime, benched on openvino" in text

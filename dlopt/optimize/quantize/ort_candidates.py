@@ -114,7 +114,7 @@ def quantize_onnx_within_budget(
     static = static_candidate(job, staging / "static")
     if options.target != "onnxruntime" or not static.recipe.get("kept_float_for_budget"):
         return static
-    from dlopt.optimize.quantize.auto import Candidate, choose
+    from dlopt.optimize.quantize.candidates import Candidate, choose
 
     say("static met the budget only with nodes in float: comparing with dynamic INT8")
     return choose(
