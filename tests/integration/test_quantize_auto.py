@@ -108,3 +108,30 @@ def test_static_that_needs_its_fallback_is_compared_with_dynamic(
         winner = recipe["auto"]["winner"]
         speeds = {e["candidate"]: e["speedup"]["ratio"] for e in recipe["auto"]["tried"]}
         assert speeds[winner] == max(speeds.values())
+
+
+def test_auto_on_openvino_tries_the_precision_hints_the_cpu_has(
+    exported_sample: Callable[[str], Path], tmp_path: Path
+) -> None:
+    from dlopt.optimize.quantize.openvino import cpu_has_bf16
+
+    fp32 = exported_sample("digits_cnn") / "model.onnx"
+    options = QuantizeOptions(
+        target="openvino",
+        calibration="sample:digits_cnn:calibration",
+        calibration_size=32,
+        evaluation="sample:digits_cnn:evaluation",
+        evaluation_size=64,
+    )
+
+    result = quantize_model(str(fp32), tmp_path / "ov", options)
+
+    manifest = manifest_of(result.path)
+    auto = manifest["recipe"]["auto"]
+    names = [entry["candidate"] for entry in auto["tried"]]
+    expected = ["NNCF INT8 IR, f32 hint"] + (["NNCF INT8 IR, bf16 hint"] if cpu_has_bf16() else [])
+    assert names == expected
+    hint = manifest["recipe"]["compile_properties"]["INFERENCE_PRECISION_HINT"]
+    assert auto["winner"].endswith(f"{hint} hint")
+    assert manifest["format"] == "openvino_ir" and manifest["recipe"]["runtime"] == "openvino"
+    assert auto["timing"]["against"] == "FP32 parent on openvino"
