@@ -58,6 +58,8 @@ def quantize_model(
     """
     say = progress or (lambda message: None)
     if options.target == "torch":
+        if options.mode == "auto":  # torch has one INT8 recipe: dynamic
+            options = replace(options, mode="dynamic")
         return _quantize_torch(model, output_dir, options, say, weights, input_specs)
     path, parent_manifest, specs = _onnx_parent(model, options)
     with staging_dir(output_dir) as staging:
