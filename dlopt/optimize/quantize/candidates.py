@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from dlopt.errors import BudgetNotMetError, DloptError
+from dlopt.errors import BudgetNotMetError, ConfigError, DataError, DloptError
 from dlopt.optimize.quantize.check import Staged
 from dlopt.optimize.quantize.evaluation import EvaluationSet
 from dlopt.specs import TensorSpec
@@ -71,11 +71,21 @@ def choose(
                 {"candidate": candidate.name, "status": "over budget", "reason": error.message}
             )
             continue
+        except (ConfigError, DataError):
+            raise  # the user's input is wrong for every candidate alike: exit 2 now
         except DloptError as error:
             tried.append({"candidate": candidate.name, "status": "failed", "reason": error.message})
             continue
         made.append((candidate, staged))
         tried.append({"candidate": candidate.name, "status": "within budget", **_gave(staged)})
+    if not made and all(entry["status"] == "failed" for entry in tried):
+        from dlopt.optimize.quantize.options import QuantizeError
+
+        raise QuantizeError(
+            "every candidate failed: "
+            + "; ".join(f"{entry['candidate']}: {entry['reason']}" for entry in tried),
+            "choose one with --mode and see its error, or --exclude the failing node",
+        )
     if not made:
         raise BudgetNotMetError(
             "no candidate met the budget: "
