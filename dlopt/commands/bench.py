@@ -138,6 +138,7 @@ def bench(
     """
     from rich.console import Console
 
+    from dlopt.commands._progress import progress_display
     from dlopt.errors import ConfigError
     from dlopt.harness.bench import BenchSettings, run_bench
     from dlopt.harness.bench_report import render_markdown, write_json
@@ -180,12 +181,12 @@ def bench(
 
         ort_provider_plan(provider, ort.get_available_providers())
     console = Console(stderr=True)
-    with console.status("benchmarking") as status:
+    with progress_display("benchmarking") as say:
         report = run_bench(
             models,
             settings,
             output_dir,
-            progress=status.update,
+            progress=say,
             executor=chosen_executor,
             model_key=load_model_key(key_file),
         )

@@ -113,6 +113,7 @@ def gate(
     from rich.console import Console
     from rich.markup import escape
 
+    from dlopt.commands._progress import progress_display
     from dlopt.commands._tables import verdict_table
     from dlopt.gate.pipeline import run_gate
     from dlopt.gate.recipes import config_inputs
@@ -134,13 +135,13 @@ def gate(
         require_mlflow()  # before any work: a missing extra is exit 2, not a lost run
         tracking = resolve_uri(tracking, folder, loaded.path.resolve().parent)
     console = Console(stderr=True)
-    with console.status("dlopt gate") as status:
+    with progress_display("dlopt gate") as say:
         outcome = run_gate(
             loaded,
             folder,
             only or (),
             baseline,
-            progress=status.update,
+            progress=say,
             signing_key=signing_key,
             model_key=model_key,
             executor=chosen_executor,

@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 EXAMPLES = """\
 Examples:
 
+  dlopt quantize out/text_transformer/model.onnx \\
+      --calibration sample:text_transformer:calibration \\
+      --eval sample:text_transformer:evaluation      # --mode auto: the fastest within budget
+
   dlopt quantize out/digits_cnn/model.onnx --mode static \\
       --calibration models/digits_cnn/data.py:calibration -o out/digits_cnn_int8
 
@@ -38,6 +42,7 @@ Examples:
 class ModeChoice(str, Enum):
     """QuantizeOptions' MODES (tests/unit/test_cli.py checks they agree)."""
 
+    auto = "auto"
     static = "static"
     dynamic = "dynamic"
     fp16 = "fp16"
@@ -74,9 +79,11 @@ def quantize(
     mode: Annotated[
         ModeChoice,
         typer.Option(
-            help="static (INT8, needs --calibration), dynamic (INT8 weights), fp16 or bf16."
+            help="auto (default: tries static, with --calibration, and dynamic INT8, each "
+            "within the budget, times them against FP32 interleaved and keeps the fastest), "
+            "static (INT8, needs --calibration), dynamic (INT8 weights), fp16 or bf16."
         ),
-    ] = ModeChoice.static,
+    ] = ModeChoice.auto,
     target: Annotated[
         TargetChoice,
         typer.Option(
@@ -152,10 +159,15 @@ def quantize(
 ) -> None:
     """Quantize an FP32 model for a target runtime, with the library made for it.
 
-    onnxruntime: onnxruntime.quantization; static is QDQ with QUInt8 activations and QInt8
-    weights (ORT's default S8S8 runs slower than FP32 on x86), dynamic is QInt8 weights per
-    channel. openvino: NNCF, nncf.quantize_with_accuracy_control under --max-drift. tensorrt:
-    the Q/DQ or FP16 ONNX a TensorRT engine is built from (dlopt build --backend tensorrt).
+    --mode auto (the default) tries the candidates that make sense (onnxruntime: static with
+    --calibration, and dynamic; openvino: the NNCF IR with an f32 and, where the CPU has it, a
+    bf16 hint), keeps those within the accuracy budget, times them against FP32 interleaved
+    and writes the fastest; the manifest and the printout say what each gave and why.
+    onnxruntime: static is NNCF's transformer scheme with unsigned activations for graphs with
+    attention, else ORT's QDQ with QUInt8 activations and QInt8 weights (ORT's default S8S8
+    runs slower than FP32 on x86); dynamic is QInt8 weights per channel. openvino: NNCF,
+    nncf.quantize_with_accuracy_control under --max-drift. tensorrt: the Q/DQ or FP16 ONNX a
+    TensorRT engine is built from (dlopt build --backend tensorrt).
     Drift against the FP32 parent goes into the manifest. Then the result is benched against
     its parent, interleaved, and the speedup printed with its 95% interval; it says so loudly
     when the result is not faster.
@@ -163,6 +175,7 @@ def quantize(
     from rich.console import Console
     from rich.markup import escape
 
+    from dlopt.commands._progress import progress_display
     from dlopt.commands._tables import stripped_note
     from dlopt.optimize.quantize import QuantizeOptions, quantize_model
     from dlopt.path_safety import check_outputs
@@ -187,19 +200,47 @@ def quantize(
     name = Path(model.split(":")[0]).parent.name or "model"
     folder = output_dir or Path("out") / f"{name}_{options.precision()}"
     check_outputs([model, calibration, evaluation, weights], folders=[folder])
-    console = Console(stderr=True)
-    with console.status("quantizing") as status:
-        result = quantize_model(
-            model, folder, options, status.update, weights, tuple(input_specs or ())
-        )
+    with progress_display("quantizing") as say:
+        result = quantize_model(model, folder, options, say, weights, tuple(input_specs or ()))
     out = Console()
     out.print(
         f"[green]wrote[/green] {escape(str(result.path))}  (manifest {result.manifest_path.name})"
     )
     out.print(stripped_note(result.manifest_path))
+    _print_auto(out, result.details.get("auto"))
     _print_drift(out, result.details.get("drift", {}))
     if speed_check:
         _speed_check(model, result.path, folder / "speed_check", options, weights, input_specs)
+
+
+def _print_auto(out: Console, auto: dict[str, Any] | None) -> None:
+    """What --mode auto tried, what each gave, and why the winner won."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    if not auto:
+        return
+    timing = auto.get("timing", {})
+    table = Table(
+        title=f"--mode auto: speedup vs {timing.get('against')}, {timing.get('threads')} thread, "
+        f"batch {timing.get('batch')}, interleaved",
+        title_justify="left",
+    )
+    for column in ("candidate", "status", "cosine", "kept float", "speedup [95% CI]"):
+        table.add_column(column)
+    for entry in auto.get("tried", []):
+        speed = entry.get("speedup")
+        cosine = entry.get("cosine")
+        table.add_row(
+            escape(str(entry["candidate"]))
+            + (" *" if entry["candidate"] == auto["winner"] else ""),
+            escape(str(entry["status"])),
+            f"{cosine:.4f}" if isinstance(cosine, (int, float)) else "-",
+            str(entry.get("kept_float_for_budget", "-")),
+            f"{speed['ratio']:.2f}x [{speed['low']:.2f}, {speed['high']:.2f}]" if speed else "-",
+        )
+    out.print(table)
+    out.print(f"chose {escape(str(auto['winner']))}: {escape(str(auto['why']))}")
 
 
 def _print_drift(out: Console, drift: dict[str, Any]) -> None:

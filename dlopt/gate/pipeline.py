@@ -35,7 +35,9 @@ from dlopt.gate.judge import (
     speedup_of,
 )
 from dlopt.gate.verdicts import GateResult, Verdict, exit_code, failed, overall_verdict, skipped
+from dlopt.harness.bench import RUNTIME_WARNING
 from dlopt.jsonio import json_safe
+from dlopt.progress import step as progress_step
 from dlopt.trust.metadata_strip import debug_metadata_kept
 from dlopt.trust.provenance import portable, resolve_recorded
 
@@ -111,9 +113,11 @@ def run_gate(
     say("exporting the FP32 reference")
     reference = _export_reference(config, output_dir / "artifacts" / REFERENCE)
     made = [VariantArtifact(REFERENCE, "export", reference)]
-    for variant in variants:
-        say(f"making variant {variant.name} ({variant.kind})")
-        made.append(_make(variant, reference, config, output_dir / "artifacts" / variant.name))
+    with progress_step("making the variants", len(variants)) as advance:
+        for variant in variants:
+            say(f"making variant {variant.name} ({variant.kind})")
+            made.append(_make(variant, reference, config, output_dir / "artifacts" / variant.name))
+            advance()
     if model_key is not None:
         _encrypt_at_rest(made, model_key, say)
     rows: list[dict[str, Any]] = []
@@ -379,6 +383,11 @@ def _report_row(variant: str, backend: str, row: dict[str, Any]) -> dict[str, An
         "model_size_mb": row["size_bytes"] / MB if row.get("size_bytes") else None,
         "target": row.get("target"),
         "node": row.get("node"),
+        "runtime_warnings": [
+            warning.removeprefix(RUNTIME_WARNING)
+            for warning in row.get("warnings") or []
+            if warning.startswith(RUNTIME_WARNING)
+        ],
         "bench": row,
     }
 

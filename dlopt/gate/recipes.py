@@ -90,7 +90,7 @@ def _options(variant: VariantConfig, config: GateConfig) -> Any:
         fields = dict(variant.recipe)
         fields.setdefault("calibration_size", config.data.calibration_limit)
         calibration = fields.get("calibration") or config.data.calibration
-        if calibration and fields.get("mode", "static") == "static":
+        if calibration and fields.get("mode", "auto") in ("static", "auto"):
             fields["calibration"] = _data(str(calibration), base, config.model.source)
         evaluation = fields.get("evaluation") or config.data.evaluation
         if evaluation:

@@ -6,6 +6,11 @@ of its speedup interval (the speed it is sure to have, not its point estimate): 
 variant that is not surely faster than FP32 does not displace it. Variants whose intervals
 overlap the pick's are listed as ties. When nothing passes, the nearest miss is named with the
 gates it failed: the variant with the fewest failed gates, then the smallest relative margin.
+
+Whatever the gates say, a variant is never picked on a backend where it runs slower than FP32
+(a dynamic-INT8 ONNX ran 0.79-0.89x FP32 on OpenVINO) or where its outputs fall below
+quantize's default budget against FP32 on that backend (an ORT INT8 GPT-2: cosine 0.99 on ONNX
+Runtime, 0.80 on OpenVINO); the entry's `not_picked` says which and why.
 """
 
 from __future__ import annotations
@@ -43,12 +48,19 @@ def recommend(
             ]
             for row in measured
         }
+        unfit = {r["variant"]: _unfit(r) for r in measured}
         passing = [
-            r for r in measured if all(g["verdict"] in PASSING for g in verdicts[r["variant"]])
+            r
+            for r in measured
+            if all(g["verdict"] in PASSING for g in verdicts[r["variant"]])
+            and unfit[r["variant"]] is None
         ]
         failing = [r for r in measured if r not in passing]
         reference = reference_rows.get(backend)
         entry: dict[str, Any] = {"backend": backend}
+        entry["not_picked"] = [
+            {"variant": name, "reason": reason} for name, reason in unfit.items() if reason
+        ]
         if passing:
             best = max(passing, key=lambda r: (_sure_speedup(r), -_size(r)))
             entry.update(status="ship", **_describe(best, reference, artifacts))
@@ -72,6 +84,25 @@ def recommend(
             }
         entries.append(entry)
     return entries
+
+
+def _unfit(row: Mapping[str, Any]) -> str | None:
+    """Why a variant must not be shipped for this backend whatever its gates say, or None."""
+    from dlopt.optimize.quantize.budget import DEFAULT_BUDGETS
+
+    if row["variant"] == REFERENCE:
+        return None
+    backend = row["backend"]
+    speedup = (row.get("speedup") or {}).get("ratio")
+    if isinstance(speedup, (int, float)) and speedup < 1:
+        return f"slower than FP32 on {backend} ({speedup:.2f}x)"
+    floor = next(b.value for b in DEFAULT_BUDGETS if b.metric == "cosine")
+    cosine = (row.get("drift") or {}).get("cosine")
+    if isinstance(cosine, (int, float)) and cosine < floor:
+        return (
+            f"cosine {cosine:.4f} against FP32 on {backend}, below the default budget ({floor:g})"
+        )
+    return None
 
 
 def _describe(

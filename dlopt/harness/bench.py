@@ -234,6 +234,8 @@ def run_bench(
     for group, result in zip(groups, results, strict=True):
         _fill_group(group, result, pairs, jobs_dir, settings.reference)
     _compare_outputs(pairs, settings.reference, settings.task)
+    for pair in pairs:
+        _runtime_warnings(pair.row, artifacts[pair.model].manifest)
     return BenchReport(
         rows=[pair.row for pair in pairs],
         settings=_settings_dict(settings, names),
@@ -244,6 +246,38 @@ def run_bench(
         },
         created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
+
+
+# The default accuracy budget of `dlopt quantize` (optimize/quantize/budget.py), repeated here
+# (harness cannot import optimize): a variant below it on a runtime is flagged on that runtime.
+DEFAULT_COSINE_FLOOR = 0.99
+# Starts the warnings about the runtime a variant runs on (the gate's reports show these).
+RUNTIME_WARNING = "runtime: "
+
+
+def _runtime_warnings(row: BenchRow, manifest: dict[str, Any] | None) -> None:
+    """Flag a variant benched on a runtime it was not made for, and one whose outputs on this
+    runtime drift below the default budget: an ORT INT8 GPT-2 kept cosine 0.99 on ONNX
+    Runtime and fell to 0.80 on OpenVINO, and dynamic-INT8 ONNX ran 0.79-0.89x FP32 there."""
+    if row.status != "ok" or row.is_reference:
+        return
+    recipe = (manifest or {}).get("recipe") or {}
+    runtime = recipe.get("runtime")
+    if isinstance(runtime, str) and runtime != row.backend:
+        row.warnings.append(
+            f"{RUNTIME_WARNING}made for {runtime}, benched on {row.backend}: its speed and "
+            f"accuracy were checked on {runtime} only"
+        )
+    cosines = [
+        entry["cosine"]
+        for entry in (row.drift or {}).values()
+        if isinstance(entry.get("cosine"), (int, float))
+    ]
+    if cosines and min(cosines) < DEFAULT_COSINE_FLOOR:
+        row.warnings.append(
+            f"{RUNTIME_WARNING}cosine {min(cosines):.4f} against the reference on "
+            f"{row.backend} is below the default budget ({DEFAULT_COSINE_FLOOR})"
+        )
 
 
 def _check_decryptable(encrypted: Sequence[Any], key: bytes | None, say: Progress) -> None:

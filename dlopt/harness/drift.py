@@ -12,6 +12,9 @@ from typing import Any
 
 import numpy as np
 
+# Values reduced at a time: bounds the float64 copies an update makes (8 MB each).
+CHUNK_ELEMENTS = 1 << 20
+
 
 @dataclass(frozen=True)
 class Drift:
@@ -55,13 +58,19 @@ class StreamingDrift:
         self.nonfinite = 0  # NaN or inf elements in the candidate
 
     def update(self, candidate: np.ndarray, reference: np.ndarray) -> None:
-        """Add one pair of arrays of the same size (their shapes may differ, e.g. flattened)."""
-        a = np.asarray(candidate, dtype=np.float64).ravel()
-        b = np.asarray(reference, dtype=np.float64).ravel()
+        """Add one pair of arrays of the same size (their shapes may differ, e.g. flattened).
+        Reduced in slices of CHUNK_ELEMENTS, so a large output (a language model's logits)
+        never exists in float64 whole."""
+        a = np.asarray(candidate).reshape(-1)
+        b = np.asarray(reference).reshape(-1)
         if a.size != b.size:
             raise ValueError(f"{a.size} candidate values against {b.size} reference values")
-        if a.size == 0:
-            return
+        for start in range(0, a.size, CHUNK_ELEMENTS):
+            self._update(a[start : start + CHUNK_ELEMENTS], b[start : start + CHUNK_ELEMENTS])
+
+    def _update(self, candidate: np.ndarray, reference: np.ndarray) -> None:
+        a = candidate.astype(np.float64)
+        b = reference.astype(np.float64)
         finite = np.isfinite(a)
         if not finite.all():
             self.nonfinite += int(a.size - finite.sum())

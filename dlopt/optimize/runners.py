@@ -11,22 +11,31 @@ import numpy as np
 RunFn = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 
 
-def onnx_runner(path: Path, output_names: Sequence[str] | None = None) -> RunFn:
+def onnx_runner(
+    path: Path, output_names: Sequence[str] | None = None, threads: int | None = None
+) -> RunFn:
     """All outputs of an ONNX file on ONNX Runtime's CPU provider (the reference runtime for
     drift, wherever dlopt runs), renamed to `output_names` when their count matches."""
     from dlopt.backends import get_backend
     from dlopt.backends.base import LoadOptions
 
-    session = get_backend("onnxruntime").load(str(path), LoadOptions(provider="cpu"))
+    options = LoadOptions(provider="cpu", threads=threads)
+    session = get_backend("onnxruntime").load(str(path), options)
     return _named(session.run, output_names)
 
 
-def ir_runner(path: Path, precision_hint: str, output_names: Sequence[str] | None = None) -> RunFn:
-    """All outputs of an OpenVINO IR compiled as the openvino backend compiles it."""
+def ir_runner(
+    path: Path,
+    precision_hint: str,
+    output_names: Sequence[str] | None = None,
+    threads: int | None = None,
+) -> RunFn:
+    """All outputs of an OpenVINO IR (or ONNX file) compiled as the openvino backend does."""
     from dlopt.backends import get_backend
     from dlopt.backends.base import LoadOptions
 
-    session = get_backend("openvino").load(str(path), LoadOptions(precision_hint=precision_hint))
+    options = LoadOptions(precision_hint=precision_hint, threads=threads)
+    session = get_backend("openvino").load(str(path), options)
     return _named(session.run, output_names)
 
 

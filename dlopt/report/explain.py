@@ -53,6 +53,13 @@ def ties_text(entry: Mapping[str, Any]) -> str:
     )
 
 
+def not_picked_text(entry: Mapping[str, Any]) -> str:
+    """Variants never shipped for this backend: slower than FP32 or below the default budget."""
+    return "not picked here: " + "; ".join(
+        f"{item['variant']} ({item['reason']})" for item in entry.get("not_picked") or []
+    )
+
+
 def miss_text(entry: Mapping[str, Any]) -> str:
     """Why the nearest miss missed: its failed gates and culprit layers."""
     miss = entry["nearest_miss"]
@@ -94,6 +101,8 @@ def markdown_recommendation(report: Mapping[str, Any]) -> list[str]:
             lines.append(f"| {cell(entry['backend'])} | ❌ nothing passes every gate | | | | | |")
         if entry.get("nearest_miss"):
             notes.append(f"- {cell(entry['backend'])}: {cell(miss_text(entry))}")
+        if entry.get("not_picked"):
+            notes.append(f"- {cell(entry['backend'])}: {cell(not_picked_text(entry))}")
     return [*lines, "", *notes, *([""] if notes else [])]
 
 
@@ -159,6 +168,8 @@ def html_recommendation(report: Mapping[str, Any]) -> str:
             )
         if entry.get("nearest_miss"):
             notes.append(f"{e(str(entry['backend']))}: {e(miss_text(entry))}")
+        if entry.get("not_picked"):
+            notes.append(f"{e(str(entry['backend']))}: {e(not_picked_text(entry))}")
     head = "".join(
         f"<th>{h}</th>"
         for h in (

@@ -75,4 +75,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [
             f"| {cell(n['node'])} | {cell(n['hardware'])} | {cell(n['rows'])} |" for n in nodes
         ]
+    warned = [row for row in report.get("rows", []) if row.get("runtime_warnings")]
+    if warned:
+        lines += ["", "Warnings about the runtime a variant ran on:", ""]
+        for row in warned:
+            for warning in row["runtime_warnings"]:
+                lines.append(
+                    f"- ⚠ {cell(row['variant'])} on {cell(row['backend'])}: {cell(warning)}"
+                )
     return "\n".join(lines) + "\n"

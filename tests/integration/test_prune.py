@@ -141,7 +141,9 @@ def test_pruned_then_int8_quantized_runs_end_to_end(cnn_half: PruneResult, tmp_p
     from dlopt.optimize.quantize import QuantizeOptions, quantize_model
 
     options = QuantizeOptions(
-        calibration=f"{DIGITS_DATA}:calibration", evaluation=f"{DIGITS_DATA}:evaluation"
+        mode="static",
+        calibration=f"{DIGITS_DATA}:calibration",
+        evaluation=f"{DIGITS_DATA}:evaluation",
     )
 
     result = quantize_model(str(cnn_half.output_dir / "model.onnx"), tmp_path / "int8", options)

@@ -139,6 +139,7 @@ def test_openvino_int8_cnn_keeps_accuracy_and_is_byte_identical(
 ) -> None:
     fp32 = exported_sample("digits_cnn") / "model.onnx"
     options = QuantizeOptions(
+        mode="static",
         target="openvino",
         calibration=CNN_CALIBRATION,
         calibration_size=64,
@@ -198,7 +199,9 @@ def test_transformer_variants_stay_above_their_floors(
         assert manifest_of(result.path)["recipe"]["nncf_model_type"] == "transformer"
         assert_int8_ir(result.path)
     elif mode == "static":
-        assert manifest_of(result.path)["recipe"]["kept_float_for_budget"]  # the fallback ran
+        # Graphs with attention take NNCF's transformer scheme, activations made unsigned.
+        recipe = manifest_of(result.path)["recipe"]
+        assert recipe["tool"] == "nncf (ONNX backend)" and recipe["activations_made_unsigned"]
         assert_static_int8_onnx(result.path)
     else:
         assert_fp16_onnx(result.path)
@@ -285,7 +288,12 @@ def test_accuracy_aware_mode_returns_the_culprit_layers_to_float(
     outlier_case: tuple[Path, str, str], tmp_path: Path, target: str
 ) -> None:
     model, calibration, evaluation = outlier_case
-    common = {"target": target, "calibration": calibration, "evaluation": evaluation}
+    common = {
+        "mode": "static",
+        "target": target,
+        "calibration": calibration,
+        "evaluation": evaluation,
+    }
 
     plain = quantize_model(
         str(model), tmp_path / "plain", QuantizeOptions(**common, max_drift=("none",))
@@ -320,7 +328,8 @@ def test_a_budget_that_cannot_be_met_exits_1_and_writes_nothing(
 ) -> None:
     model, calibration, evaluation = outlier_case
     out = tmp_path / "out"
-    args = ["quantize", str(model), "--calibration", calibration, "--eval", evaluation]
+    args = ["quantize", str(model), "--mode", "static", "--calibration", calibration]
+    args += ["--eval", evaluation]
 
     result = CliRunner().invoke(
         app, [*args, "--max-drift", "sqnr_db=200", "-o", str(out), "--no-speed-check"]
@@ -386,14 +395,15 @@ def test_dynamic_budget_keeps_the_most_harmful_products_float(
         mode="dynamic",
         evaluation="sample:text_transformer:evaluation",
         evaluation_size=100,
-        max_drift=("sqnr_db=45",),  # plain dynamic INT8 gave 39.5 dB here
+        max_drift=("sqnr_db=42",),  # plain dynamic INT8 gave 38-39.5 dB here
     )
 
     result = quantize_model(str(fp32), tmp_path / "q", options)
 
     manifest = manifest_of(result.path)
     drift = manifest["checks"]["drift"]
-    assert drift["attempts"][0]["sqnr_db"] < 45 <= drift["sqnr_db"]
+    assert drift["attempts"][0]["sqnr_db"] < 42 <= drift["sqnr_db"]
+    assert len(drift["attempts"]) <= 5  # bounded: the first try and at most four steps
     assert manifest["recipe"]["kept_float_for_budget"]
     ops = {node.op_type for node in onnx.load(str(result.path)).graph.node}
     assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops  # still quantized

@@ -196,7 +196,8 @@ def test_every_run_is_tracked_in_mlflow(runs: dict, tmp_path: Path) -> None:
     assert "accuracy" in int8.data.metrics and "gate.top1_agreement_min" in int8.data.metrics
     artifacts = {item.path for item in client.list_artifacts(unsharded.info.run_id, "reports")}
     assert artifacts == {
-        f"reports/{name}" for name in ("report.json", "summary.md", "junit.xml", "report.html", "attestation.json")
+        f"reports/{name}"
+        for name in ("report.json", "summary.md", "junit.xml", "report.html", "attestation.json")
     }
     assert client.list_artifacts(unsharded.info.run_id, "manifests/int8")
     downloaded = client.download_artifacts(

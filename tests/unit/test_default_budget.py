@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlopt.data import open_data
+from dlopt.data import Batch, open_data
 from dlopt.errors import ConfigError
 from dlopt.optimize.quantize import QuantizeOptions
-from dlopt.optimize.quantize.budget import (
-    DEFAULT_BUDGETS,
-    DriftBudget,
+from dlopt.optimize.quantize.budget import DEFAULT_BUDGETS, DriftBudget
+from dlopt.optimize.quantize.evaluation import (
     EvaluationSet,
     evaluation_set,
     is_classifier,
@@ -82,11 +81,17 @@ def test_classifier_outputs_are_told_from_embeddings(
     assert is_classifier(SCORES, name, labels) is expected
 
 
+class Batches(list):  # type: ignore[type-arg]
+    """In-memory data: a list of batches with a description, re-iterable like a DataSource."""
+
+    description = "test data"
+
+
 def _evaluation(
     reference: np.ndarray, name: str, labels: np.ndarray | None = None
 ) -> EvaluationSet:
     feed = {"x": np.zeros((len(reference), 2), np.float32)}
-    return EvaluationSet([feed], [reference], labels, "test data", "0" * 64, [name])
+    return evaluation_set(Batches([Batch(feed, labels)]), lambda feed: [reference], [name])
 
 
 def test_drift_of_an_embedding_has_no_top1_agreement_unless_asked() -> None:

@@ -145,6 +145,9 @@ def test_data_keys_are_the_recipes_defaults_and_reach_the_bench(tmp_path: Path) 
     assert _options(by_name["ov"], config).calibration_size == 64
     assert _options(by_name["own"], config).calibration_size == 8
     assert _options(by_name["pruned"], config).task == "regression"
+    # A quantize recipe that names no mode is --mode auto, calibrated on [data].calibration.
+    own = _options(by_name["own"], config)
+    assert own.mode == "auto" and own.calibration.endswith("data.py:calibration")
 
 
 def test_broken_toml_and_missing_file(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
 # Inside optimize/: shared helpers, then export, then the steps that start from an export,
 # then build (which may start from any of them).
 OPTIMIZE_LAYERS: list[tuple[str, ...]] = [
-    ("dlopt.optimize.runners", "dlopt.optimize.openvino_ir"),
+    ("dlopt.optimize.runners", "dlopt.optimize.openvino_ir", "dlopt.optimize.onnx_value_info"),
     ("dlopt.optimize.export",),
     ("dlopt.optimize.model_input",),
     ("dlopt.optimize.quantize", "dlopt.optimize.prune"),

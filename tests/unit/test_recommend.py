@@ -90,3 +90,30 @@ def test_one_entry_per_backend() -> None:
         ("onnxruntime", "fp32"),
         ("openvino", "a"),
     ]
+
+
+def test_a_variant_slower_than_fp32_or_below_the_default_budget_is_never_picked() -> None:
+    """Even with every gate passing (a config without speed or cosine gates): dynamic-INT8 ONNX
+    on OpenVINO ran 0.79-0.89x FP32, an ORT INT8 GPT-2 fell to cosine 0.80 there."""
+    fp32 = row("fp32", 1, 1, "openvino")
+    slower = row("a", 0.8, 0.9, "openvino")
+    drifted = {**row("b", 3.0, 3.2, "openvino"), "drift": {"cosine": 0.80}}
+    fine = row("c", 1.5, 1.6, "openvino")
+    rows = [fp32, slower, drifted, fine]
+    gates = [{**gate(name, "pass"), "backend": "openvino"} for name in ("fp32", "a", "b", "c")]
+
+    [entry] = recommend(rows, gates, ARTIFACTS)
+
+    assert entry["variant"] == "c"
+    reasons = {item["variant"]: item["reason"] for item in entry["not_picked"]}
+    assert set(reasons) == {"a", "b"}
+    assert "slower than FP32 on openvino" in reasons["a"]
+    assert "below the default budget" in reasons["b"]
+
+
+def test_when_only_unfit_variants_pass_fp32_is_shipped() -> None:
+    rows = [row("fp32", 1, 1), {**row("a", 3, 4), "drift": {"cosine": 0.95}}]
+
+    [entry] = recommend(rows, [gate("fp32", "pass"), gate("a", "pass")], ARTIFACTS)
+
+    assert entry["variant"] == "fp32" and entry["not_picked"][0]["variant"] == "a"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from dlopt.optimize.model_input import ModelInput, parent_record
 from dlopt.optimize.openvino_ir import save_ir
 from dlopt.optimize.runners import RunFn, ir_runner, onnx_runner
 from dlopt.specs import Dim, TensorSpec
+
+if TYPE_CHECKING:
+    from dlopt.optimize.quantize.calibration import SampleFeeds
 
 DRIFT_SAMPLES = 32
 # FP16 weights keep about 3 decimal digits, and the error grows with the size of the values
@@ -52,9 +55,10 @@ def build_openvino_ir(
         ov_model.reshape({name: _partial_shape(r) for name, r in ranges.items()})
     specs = reshaped_specs(model.specs, ranges)
     quantization: dict[str, Any] = {}
-    calibration_feeds: list[dict[str, np.ndarray]] = []
+    calibration_feeds: Sequence[Mapping[str, np.ndarray]] = []
     if options.precision == "int8":
-        ov_model, quantization, calibration_feeds = _quantize(ov_model, specs, options, say)
+        ov_model, quantization, feeds = _quantize(ov_model, specs, options, say)
+        calibration_feeds = feeds.first(DRIFT_SAMPLES)
     weights_fp16 = options.weights_fp16()
     final_path = output_dir / "model.xml"
     with staging_dir(output_dir) as staging:
@@ -66,7 +70,7 @@ def build_openvino_ir(
         candidate = ir_runner(staged, options.precision_hint, model.output_names)
         if options.precision == "int8":
             say("measuring INT8 drift on calibration samples")
-            drift = _calibration_drift(reference, candidate, calibration_feeds[:DRIFT_SAMPLES])
+            drift = _calibration_drift(reference, candidate, calibration_feeds)
             checks = {"calibration_drift": drift}
             parity = None
         else:
@@ -199,7 +203,7 @@ def _convert_torch(model: ModelInput) -> Any:
 
 def _quantize(
     ov_model: Any, specs: Sequence[TensorSpec], options: BuildOptions, say: Progress
-) -> tuple[Any, dict[str, Any], list[dict[str, np.ndarray]]]:
+) -> tuple[Any, dict[str, Any], SampleFeeds]:
     """INT8 through dlopt's one NNCF path (the openvino quantize target's)."""
     from dlopt.optimize.quantize.openvino import nncf_int8
 

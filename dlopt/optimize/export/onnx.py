@@ -22,6 +22,7 @@ from dlopt.optimize.export.options import (
     export_manifest,
 )
 from dlopt.optimize.export.parity import check_parity
+from dlopt.optimize.onnx_value_info import clear_value_info
 from dlopt.optimize.runners import onnx_runner
 from dlopt.sources import LoadedModel
 from dlopt.specs import TensorSpec, random_feed
@@ -63,6 +64,7 @@ def export_onnx(
                 f"{first_line(error, root_cause=True)}",
                 "try the other exporter (--exporter legacy or --exporter dynamo)",
             ) from error
+        clear_value_info(staged)  # ORT's slow SkipLayerNormalization fusion needs it
         say("checking the ONNX graph")
         try:
             onnx.checker.check_model(str(staged), full_check=True)

@@ -17,7 +17,7 @@ sensitive nodes to float a group at a time, and a budget that still fails leaves
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,8 @@ def quantize_model(
     """
     say = progress or (lambda message: None)
     if options.target == "torch":
+        if options.mode == "auto":  # torch has one INT8 recipe: dynamic
+            options = replace(options, mode="dynamic")
         return _quantize_torch(model, output_dir, options, say, weights, input_specs)
     path, parent_manifest, specs = _onnx_parent(model, options)
     with staging_dir(output_dir) as staging:
@@ -128,21 +130,38 @@ def _stage(
     if normalized.changes:
         say(f"normalized the graph: {'; '.join(normalized.changes)}")
     parent = normalized.path
-    if options.target == "openvino":
-        from dlopt.optimize.quantize.openvino import quantize_to_ir
+    if options.mode == "auto" and options.target in ("onnxruntime", "openvino"):
+        from dlopt.optimize.quantize.auto import quantize_auto
 
-        staged = quantize_to_ir(parent, specs, parent_manifest, staging, options, say)
-    elif options.mode == "fp16":
-        from dlopt.optimize.quantize.fp16 import onnx_fp16
-
-        staged = onnx_fp16(parent, specs, staging, options, say)
+        staged = quantize_auto(parent, specs, parent_manifest, staging, options, say)
     else:
-        from dlopt.optimize.quantize.onnxruntime import quantize_onnx_within_budget
-
-        staged = quantize_onnx_within_budget(parent, specs, staging, options, say)
+        if options.mode == "auto":  # tensorrt: its INT8 engines are built from static Q/DQ
+            options = replace(options, mode="static")
+        staged = _stage_one_recipe(parent, specs, parent_manifest, staging, options, say)
     if normalized.changes:
         staged.recipe["normalized_parent"] = normalized.changes
     return staged
+
+
+def _stage_one_recipe(
+    parent: Path,
+    specs: list[TensorSpec],
+    parent_manifest: dict[str, Any],
+    staging: Path,
+    options: QuantizeOptions,
+    say: Progress,
+) -> Staged:
+    if options.target == "openvino":
+        from dlopt.optimize.quantize.openvino import quantize_to_ir
+
+        return quantize_to_ir(parent, specs, parent_manifest, staging, options, say)
+    if options.mode == "fp16":
+        from dlopt.optimize.quantize.fp16 import onnx_fp16
+
+        return onnx_fp16(parent, specs, staging, options, say)
+    from dlopt.optimize.quantize.ort_candidates import quantize_onnx_within_budget
+
+    return quantize_onnx_within_budget(parent, specs, staging, options, say)
 
 
 def _quantize_torch(

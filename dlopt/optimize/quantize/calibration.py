@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from dlopt import progress
 from dlopt.data import Batch, DataSource, open_data
 from dlopt.errors import DataError
 from dlopt.specs import TensorSpec
@@ -53,7 +57,7 @@ def open_calibration(
     return Calibration(data, count, sha256)
 
 
-def ort_reader(data: DataSource) -> Any:
+def ort_reader(data: DataSource, total: int | None = None) -> Any:
     """An `onnxruntime.quantization.CalibrationDataReader` over `data`; `.samples` counts what
     it has handed out and `rewind()` starts again (ORT may read the data more than once)."""
     from onnxruntime.quantization import CalibrationDataReader
@@ -62,12 +66,18 @@ def ort_reader(data: DataSource) -> Any:
         def __init__(self) -> None:
             self.samples = 0
             self.batches: Iterator[Batch] = iter(data)
+            self.bar = contextlib.ExitStack()
+            self.advance = self.bar.enter_context(
+                progress.step("ORT calibration", total or data.limit)
+            )
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             batch = next(self.batches, None)
             if batch is None:
+                self.bar.close()  # the bar goes when ORT has read everything
                 return None
             self.samples += batch.size
+            self.advance(batch.size)
             return dict(batch.inputs)
 
         def rewind(self) -> None:
@@ -77,13 +87,52 @@ def ort_reader(data: DataSource) -> Any:
     return Reader()
 
 
-def single_sample_feeds(data: DataSource) -> list[dict[str, np.ndarray]]:
-    """Every sample of `data` as its own batch-1 feed (what NNCF's statistics expect)."""
-    feeds: list[dict[str, np.ndarray]] = []
-    for batch in data:
-        for row in range(batch.size):
-            feeds.append({name: value[row : row + 1] for name, value in batch.inputs.items()})
-    return feeds
+class SampleFeeds:
+    """Every sample of `data` as its own batch-1 feed (what NNCF's statistics expect), read
+    lazily on each pass, so memory holds one batch whatever the data's size; each pass shows
+    a progress bar. `served` counts the samples handed out by the last pass."""
+
+    def __init__(self, data: DataSource, samples: int, description: str) -> None:
+        self.data = data
+        self.samples = samples
+        self.description = description
+        self.served = 0
+
+    def __len__(self) -> int:
+        return self.samples
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        self.served = 0
+        with progress.step(self.description, self.samples) as advance:
+            for batch in self.data:
+                for row in range(batch.size):
+                    self.served += 1
+                    advance()
+                    yield {name: value[row : row + 1] for name, value in batch.inputs.items()}
+
+    def first(self, count: int) -> list[dict[str, np.ndarray]]:
+        """The first `count` feeds (no progress bar)."""
+        feeds: list[dict[str, np.ndarray]] = []
+        for batch in self.data:
+            for row in range(batch.size):
+                if len(feeds) >= count:
+                    return feeds
+                feeds.append({name: value[row : row + 1] for name, value in batch.inputs.items()})
+        return feeds
+
+
+@contextlib.contextmanager
+def nncf_quiet() -> Iterator[None]:
+    """NNCF draws its own progress bars on stdout and logs each step; dlopt shows its own bar
+    (SampleFeeds) on stderr and keeps stdout for results."""
+    logger = logging.getLogger("nncf")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def calibration_record(

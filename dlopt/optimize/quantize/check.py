@@ -14,14 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from dlopt.errors import BudgetNotMetError
 from dlopt.jsonio import json_number
-from dlopt.optimize.quantize.budget import (
-    DriftBudget,
-    EvaluationSet,
-    RunFn,
-    budgets_hold,
-    describe,
-    evaluation_set,
-)
+from dlopt.optimize.quantize.budget import DriftBudget, budgets_hold, describe
+from dlopt.optimize.quantize.evaluation import EvaluationSet, RunFn, evaluation_set
 from dlopt.specs import TensorSpec
 
 if TYPE_CHECKING:
@@ -109,16 +103,18 @@ def reference_set(
     from dlopt.optimize.runners import onnx_runner as named_runner
 
     run = named_runner(parent)
-    names: list[str] = []
 
     def reference(feed: Mapping[str, Any]) -> list[Any]:
-        outputs = run(feed)
-        names[:] = outputs
-        return list(outputs.values())
+        return list(run(feed).values())
 
-    evaluation = evaluation_set(open_evaluation(specs, options), reference)
-    evaluation.output_names = names
+    evaluation = evaluation_set(open_evaluation(specs, options), reference, _output_names(parent))
     return evaluation
+
+
+def _output_names(path: Path) -> list[str]:
+    import onnx
+
+    return [output.name for output in onnx.load(str(path), load_external_data=False).graph.output]
 
 
 def onnx_runner(path: Path) -> RunFn:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dlopt.errors import ConfigError, first_line
-from dlopt.optimize.quantize.budget import measure_drift
+from dlopt.optimize.onnx_value_info import clear_value_info
 from dlopt.optimize.quantize.check import (
     Staged,
     drift_record,
@@ -17,6 +17,7 @@ from dlopt.optimize.quantize.check import (
     reference_set,
     require_budgets,
 )
+from dlopt.optimize.quantize.evaluation import measure_drift
 from dlopt.optimize.quantize.options import QuantizeError
 from dlopt.specs import TensorSpec
 
@@ -39,6 +40,7 @@ def onnx_fp16(
     output = staging / "model.onnx"
     say("converting to FP16 (inputs and outputs stay float32)")
     convert_onnx_to_fp16(parent, output, "onnxconverter-common")
+    clear_value_info(output)  # see dlopt/optimize/onnx_value_info.py
     say("measuring drift against the FP32 parent")
     evaluation = reference_set(parent, specs, options)
     budgets = options.budgets()

@@ -21,11 +21,12 @@ import numpy as np
 
 from dlopt.errors import ConfigError, first_line
 from dlopt.optimize.openvino_ir import save_ir
-from dlopt.optimize.quantize.budget import DriftBudget, EvaluationSet, measure_drift
+from dlopt.optimize.quantize.budget import DriftBudget
 from dlopt.optimize.quantize.calibration import (
+    SampleFeeds,
     calibration_record,
+    nncf_quiet,
     open_calibration,
-    single_sample_feeds,
 )
 from dlopt.optimize.quantize.check import (
     Staged,
@@ -34,6 +35,7 @@ from dlopt.optimize.quantize.check import (
     reference_set,
     require_budgets,
 )
+from dlopt.optimize.quantize.evaluation import EvaluationSet, measure_drift, per_sample
 from dlopt.optimize.quantize.options import QuantizeError
 from dlopt.specs import TensorSpec
 
@@ -55,7 +57,10 @@ def quantize_to_ir(
     staging: Path,
     options: QuantizeOptions,
     say: Callable[[str], None],
+    evaluation: EvaluationSet | None = None,
 ) -> Staged:
+    """An IR for `options.mode` in `staging`, checked against the budget; `evaluation`: the
+    FP32 parent's outputs when the caller has them already."""
     import openvino as ov
 
     from dlopt.backends.openvino_backend import compile_properties
@@ -75,8 +80,9 @@ def quantize_to_ir(
     if names and len(names) == len(ov_model.outputs):
         for port, name in zip(ov_model.outputs, names, strict=True):
             port.get_tensor().set_names({name})
-    say("running the FP32 parent on the evaluation data")
-    evaluation = reference_set(parent, specs, options)
+    if evaluation is None:
+        say("running the FP32 parent on the evaluation data")
+        evaluation = reference_set(parent, specs, options)
     if options.mode != "static" and options.exclude:
         raise ConfigError(
             f"--exclude is not available with --mode {options.mode}", "drop --exclude"
@@ -114,8 +120,10 @@ def quantize_to_ir(
         evaluation,
     )
     recipe.update(
+        mode=options.mode,
         weights_compressed_to_fp16=weights_fp16,
         compile_properties=compile_properties(hint),
+        runtime="openvino",
     )
     return Staged(
         [staging / "model.bin", staged],
@@ -123,6 +131,44 @@ def quantize_to_ir(
         drift_record(evaluation, measured, budgets, options.budget_source),
         format="openvino_ir",
     )
+
+
+def cpu_has_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin can run bf16 here (its OPTIMIZATION_CAPABILITIES)."""
+    import openvino as ov
+
+    try:
+        return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except Exception:  # a plugin without the property: assume not
+        return False
+
+
+def with_hint(
+    staged: Staged,
+    hint: str,
+    evaluation: EvaluationSet,
+    options: QuantizeOptions,
+    say: Callable[[str], None],
+) -> Staged:
+    """The same IR files compiled with another precision hint, its drift measured again and
+    held to the budget (BudgetNotMetError otherwise)."""
+    from dlopt.backends.openvino_backend import compile_properties
+
+    budgets = options.budgets()
+    model = staged.files[-1]
+    say(f"measuring drift with the {hint} precision hint")
+    measured = measure_drift(ir_runner(model, hint), evaluation, budgets)
+    require_budgets(
+        budgets,
+        measured,
+        f"the INT8 IR with a {hint} hint",
+        "keep the f32 hint",
+        options.budget_source,
+        evaluation,
+    )
+    recipe = {**staged.recipe, "compile_properties": compile_properties(hint)}
+    drift = drift_record(evaluation, measured, budgets, options.budget_source)
+    return Staged(list(staged.files), recipe, drift, format=staged.format)
 
 
 def _int8(
@@ -172,7 +218,7 @@ def nncf_int8(
     model_type: str = "auto",
     exclude: Sequence[str] = (),
     accuracy_control: tuple[EvaluationSet, DriftBudget] | None = None,
-) -> tuple[Any, dict[str, Any], list[dict[str, np.ndarray]]]:
+) -> tuple[Any, dict[str, Any], SampleFeeds]:
     """INT8 with NNCF on the calibration data: (model, manifest record, calibration feeds).
 
     The one NNCF path of dlopt (`quantize --target openvino` and `build --precision int8`).
@@ -182,7 +228,7 @@ def nncf_int8(
     import nncf
 
     calibration = open_calibration(calibration_source, specs, calibration_size, seed)
-    feeds = single_sample_feeds(calibration.data)
+    feeds = SampleFeeds(calibration.data, calibration.samples, "NNCF statistics")
     transformer = model_type == "transformer" or (
         model_type == "auto"
         and bool({op.get_type_name() for op in ov_model.get_ops()} & ATTENTION_OPS)
@@ -193,21 +239,22 @@ def nncf_int8(
         "ignored_scope": _ignored_scope(ov_model, exclude),
     }
     try:
-        if accuracy_control is not None:
-            evaluation, budget = accuracy_control
-            say(f"quantizing with NNCF accuracy control ({budget}) on {len(feeds)} samples")
-            quantized = nncf.quantize_with_accuracy_control(
-                ov_model,
-                nncf.Dataset(feeds),
-                nncf.Dataset(_items(evaluation), lambda item: item[0]),
-                _validation_fn(budget.metric),
-                max_drop=budget.value if budget.metric == "accuracy_drop" else 1 - budget.value,
-                drop_type=nncf.DropType.ABSOLUTE,
-                **common,
-            )
-        else:
-            say(f"quantizing with NNCF on {len(feeds)} calibration samples")
-            quantized = nncf.quantize(ov_model, nncf.Dataset(feeds), **common)
+        with nncf_quiet():
+            if accuracy_control is not None:
+                evaluation, budget = accuracy_control
+                say(f"quantizing with NNCF accuracy control ({budget}) on {len(feeds)} samples")
+                quantized = nncf.quantize_with_accuracy_control(
+                    ov_model,
+                    nncf.Dataset(feeds),
+                    nncf.Dataset(per_sample(evaluation), lambda item: item[0]),
+                    _validation_fn(budget.metric),
+                    max_drop=budget.value if budget.metric == "accuracy_drop" else 1 - budget.value,
+                    drop_type=nncf.DropType.ABSOLUTE,
+                    **common,
+                )
+            else:
+                say(f"quantizing with NNCF on {len(feeds)} calibration samples")
+                quantized = nncf.quantize(ov_model, nncf.Dataset(feeds), **common)
     except (ConfigError, QuantizeError):
         raise
     except Exception as error:
@@ -243,21 +290,6 @@ def _ignored_scope(ov_model: Any, patterns: Sequence[str]) -> Any:
     return nncf.IgnoredScope(
         names=[p for p in patterns if p in names], types=[p for p in patterns if p in types]
     )
-
-
-def _items(evaluation: EvaluationSet) -> list[Item]:
-    """One item per sample: its batch-1 feed, its reference output rows, its label."""
-    items: list[Item] = []
-    row = 0
-    for feed in evaluation.feeds:
-        size = next(iter(feed.values())).shape[0]
-        for offset in range(size):
-            one = {name: value[offset : offset + 1] for name, value in feed.items()}
-            reference = [output[row : row + 1] for output in evaluation.reference]
-            label = evaluation.labels[row : row + 1] if evaluation.labels is not None else None
-            items.append((one, reference, label))
-            row += 1
-    return items
 
 
 def _validation_fn(metric: str) -> Callable[[Any, Iterable[Item]], tuple[float, list[float]]]:

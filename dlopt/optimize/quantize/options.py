@@ -19,7 +19,7 @@ class QuantizeError(DloptError):
     """Quantization failed for a reason the user can act on."""
 
 
-MODES = ("dynamic", "static", "fp16", "bf16")
+MODES = ("auto", "dynamic", "static", "fp16", "bf16")
 TARGETS = ("onnxruntime", "openvino", "tensorrt", "torch")
 METHODS = ("minmax", "entropy", "percentile")
 MODEL_TYPES = ("auto", "transformer", "other")
@@ -76,7 +76,7 @@ class QuantizeOptions:
         "model_type": MODEL_TYPES,
     }
 
-    mode: str = "static"
+    mode: str = "auto"
     target: str = "onnxruntime"
     calibration: str | None = None
     calibration_size: int = 300
@@ -108,6 +108,11 @@ class QuantizeOptions:
         if self.mode == "static" and not self.calibration:
             raise ConfigError(
                 "static quantization needs calibration data",
+                "pass --calibration DATA (e.g. models/digits_cnn/data.py:calibration)",
+            )
+        if self.mode == "auto" and self.target in ("openvino", "tensorrt") and not self.calibration:
+            raise ConfigError(
+                f"--target {self.target} quantizes statically and needs calibration data",
                 "pass --calibration DATA (e.g. models/digits_cnn/data.py:calibration)",
             )
         object.__setattr__(self, "exclude", tuple(self.exclude))
@@ -142,7 +147,7 @@ class QuantizeOptions:
         return [] if source == "none" else [parse_budget(text) for text in self.max_drift]
 
     def precision(self) -> str:
-        return "int8" if self.mode in ("dynamic", "static") else self.mode
+        return "int8" if self.mode in ("auto", "dynamic", "static") else self.mode
 
 
 @dataclass

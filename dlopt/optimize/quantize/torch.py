@@ -23,7 +23,7 @@ from dlopt.artifacts import (
     staging_dir,
     write_manifest,
 )
-from dlopt.optimize.quantize.budget import evaluation_set, measure_drift
+from dlopt.optimize.quantize.evaluation import evaluation_set, measure_drift
 
 if TYPE_CHECKING:
     from dlopt.optimize.quantize.options import QuantizeOptions, QuantizeResult
