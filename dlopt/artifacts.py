@@ -120,13 +120,14 @@ def read_manifest(artifact_path: Path) -> dict[str, Any] | None:
     return data
 
 
-def write_manifest(artifact_path: Path, manifest: Manifest) -> Path:
+def write_manifest(artifact_path: Path, manifest: Manifest, final_dir: Path | None = None) -> Path:
     """Finish an artifact and write its sidecar atomically.
 
     First the file loses what it says about the build machine (dlopt.trust.metadata_strip, unless
     `--keep-debug-metadata`); then the file and its companions are hashed, the manifest's
     paths made relative to the artifact's folder and the manifest sealed (dlopt.trust.provenance),
-    so that `dlopt verify` can re-check all of it.
+    so that `dlopt verify` can re-check all of it. `final_dir`: the folder the artifact is
+    moved to, when that is not its staging folder's parent (a candidate's own sub-folder).
     """
     from dlopt.trust.metadata_strip import strip_debug_metadata
     from dlopt.trust.provenance import final_folder, portable, seal
@@ -137,7 +138,9 @@ def write_manifest(artifact_path: Path, manifest: Manifest) -> Path:
     manifest.sha256 = sha256_file(artifact_path)
     manifest.size_bytes = artifact_size_bytes(artifact_path)
     manifest.companions = {file.name: sha256_file(file) for file in companion_files(artifact_path)}
-    data = portable(asdict(manifest), final_folder(artifact_path))
+    data = portable(
+        asdict(manifest), final_dir.resolve() if final_dir else final_folder(artifact_path)
+    )
     data["manifest_sha256"] = manifest.manifest_sha256 = seal(data)
     path = manifest_path(artifact_path)
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")

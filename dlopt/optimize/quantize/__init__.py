@@ -88,7 +88,9 @@ def quantize_model(
             },
             checks={"drift": staged.drift},
         )
-        sidecar = write_manifest(model_file, manifest)
+        # --mode auto stages each candidate in its own sub-folder: paths are made relative to
+        # where the winner ends up.
+        sidecar = write_manifest(model_file, manifest, output_dir)
         move_into_place([*staged.files[:-1], sidecar, model_file], output_dir)
     final_path = output_dir / model_file.name
     return QuantizeResult(
