@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dlopt.harness.executors.group import GroupJob, run_group
+from dlopt.progress import step as progress_step
 
 
 class LocalExecutor:
@@ -27,4 +28,9 @@ class LocalExecutor:
         folder: Path,
         progress: Callable[[str], None] | None = None,
     ) -> list[dict[str, Any]]:
-        return [run_group(group, folder, progress, self.model_key) for group in groups]
+        results = []
+        with progress_step("benchmarking the backends", len(groups)) as advance:
+            for group in groups:
+                results.append(run_group(group, folder, progress, self.model_key))
+                advance()
+        return results
