@@ -87,10 +87,18 @@ def run_worker(
     return result, None
 
 
+# How long to wait for a SIGKILLed worker to be reaped. Never without a limit: a Ctrl-C that
+# lands inside Popen.wait(timeout)'s poll loop can leave Popen's internal waitpid lock held
+# (CPython acquires it before its try/finally), and an untimed wait() then blocks forever; a
+# worker in uninterruptible sleep (paging in from a busy disk) also dies only later.
+_REAP_TIMEOUT_S = 10.0
+
+
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=_REAP_TIMEOUT_S)
 
 
 def _signal_name(number: int) -> str:

@@ -32,6 +32,13 @@ def _command(process: psutil.Process) -> list[str]:
         return []
 
 
+def _state(process: psutil.Process) -> str:
+    try:
+        return f"{process.status()} {' '.join(process.cmdline()[:4])}"
+    except psutil.Error as error:
+        return type(error).__name__
+
+
 def _wait_for(condition: object, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -68,9 +75,14 @@ def test_a_hanging_worker_ends_when_dlopt_is_killed(tmp_path: Path, kill: signal
         assert worker.status() != psutil.STATUS_ZOMBIE
 
         parent.send_signal(kill)
-        _, stderr = parent.communicate(timeout=60)
+        try:
+            _, stderr = parent.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # say what each process was doing
+            states = {p.pid: _state(p) for p in [psutil.Process(parent.pid), *workers]}
+            pytest.fail(f"dlopt did not end within 60 s of {kill.name}; states: {states}")
 
-        assert _wait_for(lambda: _gone(worker.pid), 15), "the worker outlived dlopt"
+        # (A SIGKILLed process paging in from a busy disk dies when its read completes.)
+        assert _wait_for(lambda: _gone(worker.pid), 60), "the worker outlived dlopt"
         if kill == signal.SIGINT:
             assert parent.returncode == 130
             assert stderr.strip().splitlines()[-1] == "interrupted"
