@@ -32,6 +32,10 @@ def _command(process: psutil.Process) -> list[str]:
         return []
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _state(process: psutil.Process) -> str:
     try:
         return f"{process.status()} {' '.join(process.cmdline()[:4])}"
@@ -57,6 +61,9 @@ def test_a_hanging_worker_ends_when_dlopt_is_killed(tmp_path: Path, kill: signal
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from a terminal: a job a non-interactive shell starts in the background (`cmd &`,
+        # as some CI runners do) inherits SIGINT ignored, and Python then keeps ignoring it.
+        preexec_fn=_default_sigint,
     )
     workers: list[psutil.Process] = []
 
