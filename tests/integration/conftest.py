@@ -11,6 +11,18 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "models"
 
 
+def cnn_config_head(evaluation_limit: int, calibration: bool = False) -> str:
+    """The [model] and [data] tables of a gate config on the digits CNN sample."""
+    cnn = SAMPLES / "digits_cnn"
+    data = f'evaluation = "{cnn / "data.py"}:evaluation"\n'
+    if calibration:
+        data += f'calibration = "{cnn / "data.py"}:calibration"\n'
+    return (
+        f'[model]\nsource = "{cnn / "model.py"}:create_model"\nweights = "{cnn / "weights.pt"}"\n'
+        f"\n[data]\n{data}evaluation_limit = {evaluation_limit}\n"
+    )
+
+
 def sample_source(name: str) -> str:
     return f"{SAMPLES / name / 'model.py'}:create_model"
 

@@ -11,18 +11,11 @@ from pathlib import Path
 import pytest
 from junitparser import Failure, JUnitXml
 
-from tests.integration.conftest import SAMPLES
+from tests.integration.conftest import SAMPLES, cnn_config_head
 
 CNN = SAMPLES / "digits_cnn"
 BASE_CONFIG = f"""
-[model]
-source = "{CNN / "model.py"}:create_model"
-weights = "{CNN / "weights.pt"}"
-
-[data]
-evaluation = "{CNN / "data.py"}:evaluation"
-evaluation_limit = 96
-
+{cnn_config_head(evaluation_limit=96)}
 [bench]
 backends = ["onnxruntime", "openvino", "tensorrt"]
 optional_backends = ["tensorrt"]
@@ -218,15 +211,7 @@ def test_a_noisy_latency_regression_gate_is_inconclusive_exit_3(tmp_path: Path) 
 def test_a_failed_accuracy_gate_names_the_culprit_layers_and_what_to_ship(tmp_path: Path) -> None:
     # Static INT8 of the CNN reaches cosine 0.9999 against FP32: a limit of 0.999999 fails it.
     config = f"""
-[model]
-source = "{CNN / "model.py"}:create_model"
-weights = "{CNN / "weights.pt"}"
-
-[data]
-evaluation = "{CNN / "data.py"}:evaluation"
-calibration = "{CNN / "data.py"}:calibration"
-evaluation_limit = 96
-
+{cnn_config_head(evaluation_limit=96, calibration=True)}
 [[variants]]
 name = "int8-static"
 quantize = {{ mode = "static", target = "onnxruntime" }}

@@ -24,20 +24,13 @@ import pytest
 from dlopt.gate.config import Thresholds
 from dlopt.gate.judge import judge_against_baseline, judge_row, latency_ratio, speedup_of
 from dlopt.gate.verdicts import Verdict
-from tests.integration.conftest import SAMPLES
+from tests.integration.conftest import SAMPLES, cnn_config_head
 
 CNN = SAMPLES / "digits_cnn"
 MAX_ITERATIONS = 40
 HOSTILE = "\x1b[31mcalibration\x1b[0m broke: \x00\x07\x0b ]]> <script>alert(1)</script> | a|b"
 CONFIG = f"""
-[model]
-source = "{CNN / "model.py"}:create_model"
-weights = "{CNN / "weights.pt"}"
-
-[data]
-evaluation = "{CNN / "data.py"}:evaluation"
-evaluation_limit = 64
-
+{cnn_config_head(evaluation_limit=64)}
 [[variants]]
 name = "pruned-70"
 prune = {{ method = "structured", amount = 0.7, threads = 1 }}

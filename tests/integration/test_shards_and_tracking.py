@@ -15,20 +15,13 @@ from typing import Any
 import pytest
 from junitparser import JUnitXml
 
-from tests.integration.conftest import SAMPLES
+from tests.integration.conftest import SAMPLES, cnn_config_head
 
 pytestmark = [pytest.mark.mlflow, pytest.mark.xdist_group("shards")]
 
 CNN = SAMPLES / "digits_cnn"
 CONFIG = f"""
-[model]
-source = "{CNN / "model.py"}:create_model"
-weights = "{CNN / "weights.pt"}"
-
-[data]
-evaluation = "{CNN / "data.py"}:evaluation"
-evaluation_limit = 64
-
+{cnn_config_head(evaluation_limit=64)}
 [[variants]]
 name = "fp16"
 quantize = {{ mode = "fp16", target = "onnxruntime" }}

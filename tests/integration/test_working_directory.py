@@ -8,7 +8,6 @@ The model for quantize is built so that ONNX Runtime's symbolic shape inference 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,13 +33,12 @@ QUANTIZE_CASES = [
 
 
 @pytest.fixture
-def empty_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """An empty working directory; the test fails if anything is left in it."""
+def empty_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working directory, which each test checks is still empty."""
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
-    yield cwd
-    assert sorted(p.name for p in cwd.iterdir()) == []
+    return cwd
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +59,9 @@ def run(*args: str) -> None:
 def test_export_leaves_the_working_directory_empty(empty_cwd: Path, tmp_path: Path) -> None:
     run("export", SLICED, *SLICED_INPUTS, "-o", str(tmp_path / "export"))
 
+    assert {"model.onnx", "model.ts"} <= {p.name for p in (tmp_path / "export").iterdir()}
+    assert sorted(p.name for p in empty_cwd.iterdir()) == []
+
 
 @pytest.mark.parametrize(("target", "mode"), QUANTIZE_CASES)
 def test_quantize_leaves_the_working_directory_empty(
@@ -77,6 +78,7 @@ def test_quantize_leaves_the_working_directory_empty(
 
     manifest = (tmp_path / "q").glob("model.*.dlopt.json")
     assert next(manifest).is_file()
+    assert sorted(p.name for p in empty_cwd.iterdir()) == []
 
 
 def test_quantize_torch_target_leaves_the_working_directory_empty(

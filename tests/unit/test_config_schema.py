@@ -81,5 +81,13 @@ def test_schema_accepts_the_prune_finetune_table() -> None:
         "model": {"source": "m.py:f"},
         "variants": [{"name": "p", "prune": {"amount": 0.5, "finetune": finetune}}],
     }
+    prune = config_json_schema()["properties"]["variants"]["items"]["properties"]["prune"]
 
-    jsonschema.validate(raw, config_json_schema())
+    jsonschema.validate(raw, config_json_schema())  # raises when the table does not fit
+    table = prune["properties"]["finetune"]["anyOf"][1]  # a data source string, or this
+    assert set(finetune) <= set(table["properties"])
+    with pytest.raises(jsonschema.ValidationError):  # and a typo'd key in it does not fit
+        jsonschema.validate(
+            {**raw, "variants": [{"name": "p", "prune": {"finetune": {"epoch": 2}}}]},
+            config_json_schema(),
+        )
