@@ -12,6 +12,8 @@ from dlopt.optimize.quantize.candidates import Candidate, choose
 from dlopt.optimize.quantize.check import Staged
 from dlopt.specs import TensorSpec
 
+SMOOTHQUANT_DYNAMIC = "dynamic INT8 after SmoothQuant (NNCF scales)"
+
 
 def quantize_auto(
     parent: Path,
@@ -27,10 +29,11 @@ def quantize_auto(
     if options.target == "openvino":
         return _openvino_auto(parent, specs, parent_manifest, staging, options, say)
     from dlopt.optimize.quantize.ort_candidates import (
-        OrtJob,
         dynamic_candidate,
         static_candidate,
     )
+    from dlopt.optimize.quantize.ort_job import OrtJob
+    from dlopt.optimize.quantize.smoothquant_dynamic import smoothquant_dynamic_candidate
 
     job = OrtJob(parent, specs, staging, replace(options, mode="auto"), say)
 
@@ -43,12 +46,19 @@ def quantize_auto(
 
         return made
 
-    candidates = [Candidate("dynamic INT8", made_as_is(dynamic_candidate), "onnxruntime")]
+    candidates = []
     if options.calibration:
         scheme = "NNCF transformer scheme" if job.attention() else "ORT U8S8 QDQ"
-        candidates.insert(
-            0, Candidate(f"static INT8 ({scheme})", made_as_is(static_candidate), "onnxruntime")
+        candidates.append(
+            Candidate(f"static INT8 ({scheme})", made_as_is(static_candidate), "onnxruntime")
         )
+        if job.attention():
+            candidates.append(
+                Candidate(
+                    SMOOTHQUANT_DYNAMIC, made_as_is(smoothquant_dynamic_candidate), "onnxruntime"
+                )
+            )
+    candidates.append(Candidate("dynamic INT8", made_as_is(dynamic_candidate), "onnxruntime"))
     return choose(candidates, parent, specs, job.evaluation(), staging, say)
 
 

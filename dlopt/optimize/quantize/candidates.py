@@ -4,7 +4,9 @@ FP32 parent interleaved, return the fastest with the record of the choice.
 
 The candidates `--mode auto` tries (auto.py):
 - onnxruntime: dynamic INT8, and with calibration data static INT8 (NNCF's transformer scheme
-  for graphs with attention, ORT's U8S8 QDQ otherwise); each with its own bounded fallback that
+  for graphs with attention, ORT's U8S8 QDQ otherwise) and, for graphs with attention, dynamic
+  INT8 after SmoothQuant (smoothquant_dynamic.py: as accurate as static there and faster on
+  ORT's CPU kernels); static and dynamic each with its own bounded fallback that
   returns the most harmful nodes to float when it misses the budget, skipped once an earlier
   candidate met the budget as it was made (a fallback only makes a model slower);
 - openvino: the NNCF INT8 IR compiled with an f32 precision hint, and on CPUs with bf16 the same

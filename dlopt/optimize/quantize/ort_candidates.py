@@ -1,24 +1,24 @@
 """The ONNX Runtime candidates of `dlopt quantize`: dynamic and static INT8, each held to the
 accuracy budget by a bounded fallback (at most MAX_FALLBACK_STEPS steps that return the most
-harmful nodes to float), sharing one pre-processing, calibration stream and evaluation set
-(`OrtJob`). The quantizers themselves are glue in onnxruntime.py (ORT) and onnx_nncf.py (NNCF's
-transformer scheme for graphs with attention).
+harmful nodes to float), sharing one pre-processing, NNCF pass, calibration stream and
+evaluation set (`OrtJob`); dynamic INT8 after SmoothQuant is in smoothquant_dynamic.py. The
+quantizers themselves are glue in onnxruntime.py (ORT) and onnx_nncf.py (NNCF's transformer
+scheme for graphs with attention).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dlopt.optimize.quantize.budget import budgets_hold, default_group_size, float_groups
-from dlopt.optimize.quantize.calibration import Calibration, calibration_record, open_calibration
+from dlopt.optimize.quantize.calibration import calibration_record
 from dlopt.optimize.quantize.check import (
     Staged,
     drift_record,
     onnx_runner,
-    reference_set,
     require_budgets,
 )
 from dlopt.optimize.quantize.evaluation import EvaluationSet, measure_drift
@@ -27,9 +27,9 @@ from dlopt.optimize.quantize.onnxruntime import (
     COMPUTE_OPS,
     DYNAMIC_OP_TYPES,
     nodes_to_exclude,
-    preprocess,
     quantize_onnx,
 )
+from dlopt.optimize.quantize.ort_job import OrtJob
 from dlopt.specs import TensorSpec
 
 if TYPE_CHECKING:
@@ -44,58 +44,6 @@ MAX_FALLBACK_STEPS = 4
 SHORTLIST = 12
 
 
-@dataclass
-class OrtJob:
-    """What every ONNX Runtime candidate of one `dlopt quantize` shares, each part made once
-    when first needed: ORT's pre-processing, the calibration stream, the evaluation set."""
-
-    parent: Path
-    specs: Sequence[TensorSpec]
-    staging: Path
-    options: QuantizeOptions
-    say: Callable[[str], None]
-    _prepared: tuple[Path, str] | None = None
-    _calibration: Calibration | None = None
-    _evaluation: EvaluationSet | None = None
-    _attention: bool | None = None
-    # False once another candidate met the budget as it was made (--mode auto): a fallback,
-    # which only makes a model slower, is then not worth its time.
-    fallback: bool = True
-
-    def prepared(self) -> tuple[Path, str]:
-        if self._prepared is None:
-            self.say("pre-processing (shape inference, optimization)")
-            self._prepared = preprocess(self.parent, self.staging / "prepared.onnx")
-        return self._prepared
-
-    def calibration(self) -> Calibration:
-        if self._calibration is None:
-            self._calibration = open_calibration(
-                self.options.calibration,
-                self.specs,
-                self.options.calibration_size,
-                self.options.seed,
-            )
-        return self._calibration
-
-    def evaluation(self) -> EvaluationSet:
-        if self._evaluation is None:
-            self.say("running the FP32 parent on the evaluation data")
-            self._evaluation = reference_set(self.parent, self.specs, self.options)
-        return self._evaluation
-
-    def attention(self) -> bool:
-        """Whether static INT8 takes the transformer recipe (onnx_nncf.py)."""
-        if self._attention is None:
-            from dlopt.optimize.quantize.onnx_nncf import has_attention
-
-            wanted = self.options.model_type
-            self._attention = self.options.target == "onnxruntime" and (
-                wanted == "transformer" or (wanted == "auto" and has_attention(self.parent))
-            )
-        return self._attention
-
-
 def quantize_onnx_within_budget(
     parent: Path,
     specs: Sequence[TensorSpec],
@@ -106,8 +54,9 @@ def quantize_onnx_within_budget(
     """INT8 ONNX for the onnxruntime or tensorrt target, kept within the budget.
 
     Static on ONNX Runtime, when the budget held only with nodes returned to float, is compared
-    with dynamic INT8 (timed interleaved against FP32): the faster within budget is written,
-    so the accuracy fallback never returns a model slower than dynamic would be.
+    with dynamic INT8, and on graphs with attention with dynamic INT8 after SmoothQuant (timed
+    interleaved against FP32): the fastest within budget is written, so the accuracy fallback
+    never returns a model slower than dynamic would be.
     """
     job = OrtJob(parent, specs, staging, options, say)
     if options.mode == "dynamic":
@@ -119,11 +68,23 @@ def quantize_onnx_within_budget(
 
     say("static met the budget only with nodes in float: comparing with dynamic INT8")
     job.fallback = False  # plain dynamic is the bar: with nodes in float it is only slower
+    candidates = [
+        Candidate("static", lambda folder: static, "onnxruntime"),
+        Candidate("dynamic", lambda folder: dynamic_candidate(job, folder), "onnxruntime"),
+    ]
+    if job.attention():  # NNCF's pass is made already: SmoothQuant + dynamic costs little more
+        from dlopt.optimize.quantize.smoothquant_dynamic import smoothquant_dynamic_candidate
+
+        candidates.insert(
+            1,
+            Candidate(
+                "dynamic after SmoothQuant",
+                lambda folder: smoothquant_dynamic_candidate(job, folder),
+                "onnxruntime",
+            ),
+        )
     return choose(
-        [
-            Candidate("static", lambda folder: static, "onnxruntime"),
-            Candidate("dynamic", lambda folder: dynamic_candidate(job, folder), "onnxruntime"),
-        ],
+        candidates,
         job.parent,
         job.specs,
         job.evaluation(),
@@ -284,16 +245,13 @@ def _static_transformer(job: OrtJob, folder: Path, options: QuantizeOptions) -> 
     """NNCF's transformer recipe; over budget, the most harmful activation quantizers are
     removed from the quantized graph (no second calibration), at most MAX_FALLBACK_STEPS
     times."""
-    from dlopt.optimize.quantize.onnx_nncf import nncf_transformer_int8
     from dlopt.optimize.quantize.qdq_edit import float_matmul_weights, remove_activation_quantizers
 
     calibration = job.calibration()
     excluded = nodes_to_exclude(job.parent, options.exclude)
-    quantized = folder / "nncf.onnx"
     output = folder / "model.onnx"
     evaluation, budgets = job.evaluation(), options.budgets()
-    job.say(f"quantizing with NNCF's transformer scheme on {calibration.samples} samples")
-    record = nncf_transformer_int8(job.parent, quantized, calibration, excluded)
+    quantized, record = job.nncf_transformer()
 
     originals: dict[str, Any] = {}
 
@@ -313,7 +271,6 @@ def _static_transformer(job: OrtJob, folder: Path, options: QuantizeOptions) -> 
     measured, kept_float, attempts = _within_budget(
         attempt, rank, [], job, budgets, f"static INT8 {job.parent.name}"
     )
-    quantized.unlink(missing_ok=True)
     recipe = {
         **record,
         "mode": "static",
