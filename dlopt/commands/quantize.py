@@ -210,7 +210,12 @@ def quantize(
     _print_auto(out, result.details.get("auto"))
     _print_drift(out, result.details.get("drift", {}))
     if speed_check:
-        _speed_check(model, result.path, folder / "speed_check", options, weights, input_specs)
+        from dlopt.artifacts import staging_dir
+
+        # A scratch folder, removed afterwards: the bench's job files, worker logs and raw
+        # outputs (and the torch target's FP32 TorchScript) are not part of the artifact.
+        with staging_dir(folder) as scratch:
+            _speed_check(model, result.path, scratch, options, weights, input_specs)
 
 
 def _print_auto(out: Console, auto: dict[str, Any] | None) -> None:

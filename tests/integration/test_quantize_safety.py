@@ -227,6 +227,8 @@ def test_speed_check_reports_the_speedup_on_the_target_runtime(
     # INT8 ran 3.1-3.4x FP32 on this CNN here (README, Performance): well clear of 1.
     assert where in speed, result.stdout
     assert "NOT FASTER" not in result.stdout and "FP32 on onnxruntime" not in result.stdout
+    # The check's bench scratch (job files, worker logs, raw outputs) is not left in the output.
+    assert not [path.name for path in (tmp_path / "out").iterdir() if path.is_dir()]
 
 
 def test_speed_check_says_not_faster_when_int8_is_slower(tmp_path: Path) -> None:

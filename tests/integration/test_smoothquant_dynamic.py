@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 
 from dlopt.optimize.quantize.calibration import open_calibration
 from dlopt.optimize.quantize.onnx_nncf import nncf_transformer_int8
@@ -80,3 +81,29 @@ def test_the_candidate_quantizes_the_smoothed_model_dynamically_within_budget(
     assert staged.recipe["mode"] == "dynamic" and staged.recipe["calibration"]["samples"] == 32
     assert staged.drift["within_budget"] is True and staged.drift["cosine"] >= 0.99
     assert sorted(path.name for path in (tmp_path / "candidate").iterdir()) == ["model.onnx"]
+
+
+def test_auto_goes_on_without_the_candidate_when_its_graph_edit_fails(
+    exported_sample: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A graph the SmoothQuant edit cannot follow fails this candidate alone."""
+    from dlopt.optimize.quantize import quantize_model, smoothquant_dynamic
+
+    def cannot_follow(*args: object) -> int:
+        raise ValueError("logits is a graph output")
+
+    monkeypatch.setattr(smoothquant_dynamic, "smoothed_float_model", cannot_follow)
+    fp32 = exported_sample("text_transformer") / "model.onnx"
+    options = QuantizeOptions(
+        calibration=CALIBRATION, calibration_size=32, evaluation=EVALUATION, evaluation_size=64
+    )
+
+    result = quantize_model(str(fp32), tmp_path / "q", options)
+
+    tried = {entry["candidate"]: entry for entry in result.details["auto"]["tried"]}
+    failed = tried["dynamic INT8 after SmoothQuant (NNCF scales)"]
+    assert failed["status"] == "failed" and "logits is a graph output" in failed["reason"]
+    assert result.details["auto"]["winner"] in {
+        "static INT8 (NNCF transformer scheme)",
+        "dynamic INT8",
+    }

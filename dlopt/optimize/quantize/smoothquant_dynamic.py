@@ -27,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dlopt.errors import first_line
 from dlopt.optimize.quantize.calibration import calibration_record
 from dlopt.optimize.quantize.check import Staged, drift_record, onnx_runner, require_budgets
 from dlopt.optimize.quantize.evaluation import measure_drift
@@ -36,6 +37,7 @@ from dlopt.optimize.quantize.onnxruntime import (
     preprocess,
     quantize_onnx,
 )
+from dlopt.optimize.quantize.options import QuantizeError
 
 if TYPE_CHECKING:
     from dlopt.optimize.quantize.ort_job import OrtJob
@@ -69,7 +71,15 @@ def smoothquant_dynamic_candidate(job: OrtJob, folder: Path) -> Staged:
     excluded = nodes_to_exclude(job.parent, options.exclude)
     smoothed = folder / "smoothed.onnx"
     job.say("applying SmoothQuant's scales to the float model")
-    smoothing = smoothed_float_model(quantized, job.parent, smoothed)
+    try:
+        smoothing = smoothed_float_model(quantized, job.parent, smoothed)
+    except Exception as error:  # a graph NNCF quantized in a way the edit does not follow:
+        # this candidate fails (--mode auto lists it) and the others still run
+        raise QuantizeError(
+            f"SmoothQuant's scales could not be applied to {job.parent.name}: "
+            f"{first_line(error, 200)}",
+            "choose --mode static or --mode dynamic",
+        ) from error
     prepared, preprocessing = preprocess(smoothed, folder / "prepared.onnx")
     output = folder / "model.onnx"
     job.say("quantizing (dynamic, after SmoothQuant)")
