@@ -79,8 +79,9 @@ def quantize(
     mode: Annotated[
         ModeChoice,
         typer.Option(
-            help="auto (default: tries static, with --calibration, and dynamic INT8, each "
-            "within the budget, times them against FP32 interleaved and keeps the fastest), "
+            help="auto (default: tries static, with --calibration, and dynamic INT8 (on "
+            "transformers also dynamic after SmoothQuant), each within the budget, times them "
+            "against FP32 interleaved and keeps the fastest), "
             "static (INT8, needs --calibration), dynamic (INT8 weights), fp16 or bf16."
         ),
     ] = ModeChoice.auto,
@@ -160,9 +161,10 @@ def quantize(
     """Quantize an FP32 model for a target runtime, with the library made for it.
 
     --mode auto (the default) tries the candidates that make sense (onnxruntime: static with
-    --calibration, and dynamic; openvino: the NNCF IR with an f32 and, where the CPU has it, a
-    bf16 hint), keeps those within the accuracy budget, times them against FP32 interleaved
-    and writes the fastest; the manifest and the printout say what each gave and why.
+    --calibration, on graphs with attention dynamic after SmoothQuant too, and dynamic;
+    openvino: the NNCF IR with an f32 and, where the CPU has it, a bf16 hint), keeps those
+    within the accuracy budget, times them against FP32 interleaved and writes the fastest;
+    the manifest and the printout say what each gave and why.
     onnxruntime: static is NNCF's transformer scheme with unsigned activations for graphs with
     attention, else ORT's QDQ with QUInt8 activations and QInt8 weights (ORT's default S8S8
     runs slower than FP32 on x86); dynamic is QInt8 weights per channel. openvino: NNCF,
