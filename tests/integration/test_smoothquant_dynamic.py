@@ -45,6 +45,11 @@ def test_smoothquant_scales_move_into_the_weights_without_changing_the_float_mod
     fp32 = exported_sample("text_transformer") / "model.onnx"
     calibration = open_calibration(CALIBRATION, specs_of(fp32), 32, 0)
     nncf_transformer_int8(fp32, tmp_path / "nncf.onnx", calibration, [])
+    # The FP32 weights it handed NNCF as external data are gone; the model holds its own.
+    assert [path.name for path in tmp_path.iterdir()] == ["nncf.onnx"]
+    as_written = onnx.load(str(tmp_path / "nncf.onnx"), load_external_data=False)
+    uses = onnx.external_data_helper.uses_external_data
+    assert not [tensor.name for tensor in as_written.graph.initializer if uses(tensor)]
 
     muls = smoothed_float_model(tmp_path / "nncf.onnx", fp32, tmp_path / "smoothed.onnx")
 

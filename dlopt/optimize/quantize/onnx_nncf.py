@@ -22,6 +22,7 @@ That rewrite is a protobuf edit no library offers, hence by hand.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -74,11 +75,18 @@ def nncf_transformer_int8(
     returns the manifest's record of it. Raises QuantizeError when NNCF fails."""
     import nncf
     import onnx
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 
-    model = onnx.load(str(parent))
+    weights = output.parent / f"{output.stem}-float-weights"
+    model = _graph_with_external_weights(parent, weights)
     kept_float = sorted({*activation_products(model), *excluded})
     ignored = nncf.IgnoredScope(types=["Gather"], names=kept_float, validate=False)
     feeds = SampleFeeds(calibration.data, calibration.samples, "NNCF statistics")
+    # With the weights in external data NNCF keeps them out of the copies of the graph it makes
+    # (ViT-B/16: its peak 4.0 GB -> 2.8 GB) and loads them into the quantized model at the end.
+    advanced = AdvancedQuantizationParameters(
+        backend_params={"external_data_dir": str(weights.resolve())}
+    )
     try:
         with nncf_quiet():
             quantized = nncf.quantize(
@@ -87,12 +95,15 @@ def nncf_transformer_int8(
                 model_type=nncf.ModelType.TRANSFORMER,
                 subset_size=calibration.samples,
                 ignored_scope=ignored,
+                advanced_parameters=advanced,
             )
     except Exception as error:  # NNCF raises its own and the runtimes' exception classes
         raise QuantizeError(
             f"NNCF quantization of {parent.name} failed: {first_line(error, 200)}",
             "try --mode dynamic, or --exclude the failing node",
         ) from error
+    finally:
+        shutil.rmtree(weights, ignore_errors=True)
     unsigned = activations_to_unsigned(quantized)
     del quantized.graph.value_info[:]  # see dlopt/optimize/onnx_value_info.py
     onnx.save(quantized, str(output))
@@ -108,6 +119,23 @@ def nncf_transformer_int8(
         "kept_float_from_start": {"op_types": ["Gather"], "nodes": kept_float},
         "samples": feeds.served,
     }
+
+
+def _graph_with_external_weights(parent: Path, folder: Path) -> Any:
+    """The parent's graph with its weights saved as external data in `folder` (one file) and
+    not loaded: what NNCF's `external_data_dir` backend parameter reads them from."""
+    import onnx
+
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(
+        onnx.load(str(parent)),
+        str(folder / "model.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="weights.bin",
+        size_threshold=1024,
+    )
+    return onnx.load(str(folder / "model.onnx"), load_external_data=False)
 
 
 def activations_to_unsigned(model: Any) -> int:
