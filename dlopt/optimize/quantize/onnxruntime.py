@@ -42,6 +42,26 @@ COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm", "Attention",
 DYNAMIC_OP_TYPES = ("MatMul", "Gemm", "Attention", "LSTM", "Gather", "EmbedLayerNormalization")
 
 
+def dynamic_recipe(
+    preprocessing: str, excluded: Sequence[str], kept_float: Sequence[str]
+) -> dict[str, Any]:
+    """The manifest's record of a `quantize_dynamic` run (quantize_onnx, mode dynamic)."""
+    return {
+        "tool": "onnxruntime.quantization",
+        "mode": "dynamic",
+        "activation_type": None,
+        "weight_type": "QInt8",
+        "quant_format": "QOperator (dynamic)",
+        "op_types_quantized": list(DYNAMIC_OP_TYPES),
+        "symmetric": False,
+        "preprocessing": preprocessing,
+        "excluded_nodes": list(excluded),
+        "kept_float_for_budget": list(kept_float),
+        "calibration": {},
+        "runtime": "onnxruntime",
+    }
+
+
 def preprocess(model: Path, output: Path) -> tuple[Path, str]:
     """ORT's quant_pre_process, with its documented fallbacks; returns (model, what ran).
 

@@ -26,6 +26,7 @@ from dlopt.optimize.quantize.index_paths import index_computing_nodes
 from dlopt.optimize.quantize.onnxruntime import (
     COMPUTE_OPS,
     DYNAMIC_OP_TYPES,
+    dynamic_recipe,
     nodes_to_exclude,
     quantize_onnx,
 )
@@ -117,20 +118,7 @@ def dynamic_candidate(job: OrtJob, folder: Path) -> Staged:
         budgets,
         f"dynamic INT8 {job.parent.name}",
     )
-    recipe: dict[str, Any] = {
-        "tool": "onnxruntime.quantization",
-        "mode": "dynamic",
-        "activation_type": None,
-        "weight_type": "QInt8",
-        "quant_format": "QOperator (dynamic)",
-        "op_types_quantized": list(DYNAMIC_OP_TYPES),
-        "symmetric": False,
-        "preprocessing": preprocessing,
-        "excluded_nodes": excluded,
-        "kept_float_for_budget": kept_float,
-        "calibration": {},
-        "runtime": "onnxruntime",
-    }
+    recipe = dynamic_recipe(preprocessing, excluded, kept_float)
     drift = drift_record(evaluation, measured, budgets, options.budget_source, attempts=attempts)
     return Staged([output], recipe, drift)
 

@@ -25,14 +25,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dlopt.errors import first_line
 from dlopt.optimize.quantize.calibration import calibration_record
 from dlopt.optimize.quantize.check import Staged, drift_record, onnx_runner, require_budgets
 from dlopt.optimize.quantize.evaluation import measure_drift
 from dlopt.optimize.quantize.onnxruntime import (
-    DYNAMIC_OP_TYPES,
+    dynamic_recipe,
     nodes_to_exclude,
     preprocess,
     quantize_onnx,
@@ -56,10 +56,11 @@ def smoothed_float_model(quantized: Path, parent: Path, output: Path) -> int:
         remove_activation_quantizers,
     )
 
-    dequantizers = activation_dequantizers(onnx.load(str(quantized), load_external_data=False))
+    model = onnx.load(str(quantized), load_external_data=False)
+    dequantizers = activation_dequantizers(model)
     remove_activation_quantizers(quantized, output, dequantizers, float_matmul_weights(parent))
-    graph = onnx.load(str(output), load_external_data=False).graph
-    return sum(node.op_type == "Mul" and SMOOTHING_MARK in node.name for node in graph.node)
+    # Removing quantizers keeps every Mul: count them in the graph already read.
+    return sum(node.op_type == "Mul" and SMOOTHING_MARK in node.name for node in model.graph.node)
 
 
 def smoothquant_dynamic_candidate(job: OrtJob, folder: Path) -> Staged:
@@ -98,23 +99,14 @@ def smoothquant_dynamic_candidate(job: OrtJob, folder: Path) -> Staged:
         evaluation,
     )
     calibration = job.calibration()
-    recipe: dict[str, Any] = {
+    recipe = {
+        **dynamic_recipe(preprocessing, excluded, []),
         "tool": "nncf (SmoothQuant scales) + onnxruntime.quantization",
-        "mode": "dynamic",
         "smoothquant": {
             "scales_from": f"nncf {record['nncf_version']}, transformer scheme",
             "muls": smoothing,
         },
-        "activation_type": None,
-        "weight_type": "QInt8",
-        "quant_format": "QOperator (dynamic)",
-        "op_types_quantized": list(DYNAMIC_OP_TYPES),
-        "symmetric": False,
-        "preprocessing": preprocessing,
-        "excluded_nodes": excluded,
-        "kept_float_for_budget": [],
         "calibration": calibration_record(calibration, record["samples"], "nncf SmoothQuant"),
-        "runtime": "onnxruntime",
     }
     drift = drift_record(evaluation, measured, budgets, options.budget_source)
     return Staged([output], recipe, drift)
